@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Client talks to the admin API of one hookhouse server.
+type Client struct {
+	request *request
+}
+
+// New returns a client of the server at baseURL (e.g. "http://localhost:8080"; a bare
+// "host:port" means http) that authenticates with adminKey. An empty key is allowed:
+// Status then reports component states only, and admin calls answer 401.
+func New(baseURL, adminKey string) *Client {
+	endpoint := strings.TrimRight(strings.TrimSpace(baseURL), "/")
+	if !strings.Contains(endpoint, "://") {
+		endpoint = "http://" + endpoint
+	}
+	return &Client{request: &request{
+		endpoint:   endpoint,
+		key:        adminKey,
+		httpClient: &http.Client{Timeout: defaultTimeout},
+	}}
+}
+
+// CreateIntegration creates an integration; the server derives the schema from the
+// name unless one is given.
+func (c *Client) CreateIntegration(ctx context.Context, in NewIntegration) (*Integration, error) {
+	var out Integration
+	if err := c.request.do(ctx, http.MethodPost, "/api/v1/integrations", in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Integrations lists every integration, without stats.
+func (c *Client) Integrations(ctx context.Context) ([]Integration, error) {
+	var out []Integration
+	if err := c.request.do(ctx, http.MethodGet, "/api/v1/integrations", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Integration returns one integration with its loading stats.
+func (c *Client) Integration(ctx context.Context, id int64) (*Integration, error) {
+	var out Integration
+	if err := c.request.do(ctx, http.MethodGet, integrationPath(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteIntegration deletes an integration and revokes its webhook URLs at once. Its
+// warehouse data stays.
+func (c *Client) DeleteIntegration(ctx context.Context, id int64) error {
+	return c.request.do(ctx, http.MethodDelete, integrationPath(id), nil, nil)
+}
+
+// GenerateURL creates a webhook URL for an integration. The answer is the only time
+// the URL is shown; the server keeps only a hash of its token. A third active URL is
+// refused with a 409.
+func (c *Client) GenerateURL(ctx context.Context, integrationID int64) (*WebhookURL, error) {
+	var out WebhookURL
+	if err := c.request.do(ctx, http.MethodPost, urlsPath(integrationID), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// URLs lists the webhook URLs of an integration, revoked ones included, without secrets.
+func (c *Client) URLs(ctx context.Context, integrationID int64) ([]WebhookURL, error) {
+	var out []WebhookURL
+	if err := c.request.do(ctx, http.MethodGet, urlsPath(integrationID), nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RevokeURL revokes a webhook URL: the next request with it gets 401.
+func (c *Client) RevokeURL(ctx context.Context, integrationID, urlID int64) error {
+	path := fmt.Sprintf("%s/%d", urlsPath(integrationID), urlID)
+	return c.request.do(ctx, http.MethodDelete, path, nil, nil)
+}
+
+// Query runs one read-only SQL statement against the warehouse.
+func (c *Client) Query(ctx context.Context, sql string) (*QueryResult, error) {
+	in := struct {
+		SQL string `json:"sql"`
+	}{sql}
+	var out QueryResult
+	if err := c.request.do(ctx, http.MethodPost, "/api/v1/query", in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Status returns the server's status report (GET /status.json). A server that answers
+// 503 with a report (because a component is down) gives the report, not an error.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	const path = "/status.json"
+	resp, err := c.request.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
+		var out Status
+		if err := c.request.decode(resp, http.MethodGet, path, &out); err != nil {
+			return nil, err
+		}
+		return &out, nil
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		// A report lists every integration, so it may be far bigger than an error.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		var out Status
+		if isStatusBody(body, &out) {
+			return &out, nil
+		}
+		return nil, c.request.errorFrom(resp.StatusCode, body)
+	default:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return nil, c.request.errorFrom(resp.StatusCode, body)
+	}
+}
+
+func integrationPath(id int64) string {
+	return fmt.Sprintf("/api/v1/integrations/%d", id)
+}
+
+func urlsPath(integrationID int64) string {
+	return integrationPath(integrationID) + "/webhook-urls"
+}

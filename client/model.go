@@ -1,0 +1,92 @@
+package client
+
+import "time"
+
+// Integration types (SPEC §2).
+const (
+	TypeVero     = "vero"     // branded: append-only, no primary key
+	TypeWebhooks = "webhooks" // generic, optional primary key
+)
+
+// Component states in the status report (SPEC §8).
+const (
+	StatusOperational = "operational"
+	StatusDegraded    = "degraded"
+	StatusDown        = "down"
+)
+
+// Integration is one source of webhooks and the warehouse schema it loads into.
+type Integration struct {
+	ID         int64     `json:"id"`
+	Name       string    `json:"name"`
+	Type       string    `json:"type"`
+	Schema     string    `json:"schema"`
+	PrimaryKey string    `json:"primary_key,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Stats is only filled by Client.Integration, not by the listing.
+	Stats *Stats `json:"stats,omitempty"`
+}
+
+// Stats tells how far loading of one integration has come.
+type Stats struct {
+	RecordsReceived int64      `json:"records_received"`
+	RecordsLoaded   int64      `json:"records_loaded"`
+	RecordsRejected int64      `json:"records_rejected"`
+	LastReceivedAt  *time.Time `json:"last_received_at"`
+	LastLoadedAt    *time.Time `json:"last_loaded_at"`
+	Backlog         int64      `json:"backlog"`
+	LagSeconds      float64    `json:"lag_seconds"`
+}
+
+// NewIntegration is the request to create an integration. Schema is derived from Name
+// by the server when empty; PrimaryKey is for the webhooks type only.
+type NewIntegration struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Schema     string `json:"schema,omitempty"`
+	PrimaryKey string `json:"primary_key,omitempty"`
+}
+
+// WebhookURL is one secret URL of an integration. URL is set only in the answer to
+// Client.GenerateURL: the server never shows it again. Hint is the non-secret last
+// four characters of the token.
+type WebhookURL struct {
+	ID         int64      `json:"id"`
+	URL        string     `json:"url,omitempty"`
+	Hint       string     `json:"hint"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+}
+
+// QueryResult is the answer to a read-only SQL query. Numbers in Rows are json.Number,
+// so that 64-bit integers such as _sdc_sequence keep every digit; NULL is nil.
+type QueryResult struct {
+	Columns   []string `json:"columns"`
+	Rows      [][]any  `json:"rows"`
+	Truncated bool     `json:"truncated,omitempty"`
+}
+
+// Status is the report of /status.json. Integrations is empty when the server was not
+// given the admin key.
+type Status struct {
+	Status       string              `json:"status"`
+	Version      string              `json:"version"`
+	Components   []Component         `json:"components"`
+	Integrations []IntegrationStatus `json:"integrations,omitempty"`
+}
+
+// Component is one part of the pipeline: receiver, log, loader or warehouse.
+type Component struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"` // StatusOperational, StatusDegraded or StatusDown
+	Message string `json:"message"`
+}
+
+// IntegrationStatus is the freshness of one integration in the status report.
+type IntegrationStatus struct {
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Schema string `json:"schema"`
+	Stats
+}
