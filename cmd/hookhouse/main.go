@@ -1,0 +1,386 @@
+// Command hookhouse runs the hookhouse server and administers a running one: its
+// integrations, webhook URLs, warehouse queries and status (SPEC §7).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hookhouse/hookhouse/client"
+)
+
+const (
+	defaultServer = "http://localhost:8080"
+	defaultData   = "./hookhouse-data"
+)
+
+// command is one thing the CLI does. Every command is listed in commands, the one
+// place that maps command lines to code and feeds the usage text.
+type command struct {
+	name    string // "integrations add"
+	args    string // synopsis after the name
+	summary string
+	run     func(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
+}
+
+var commands = []command{
+	{"serve", "[flags]", "run the server: receiver, loader, admin API, dashboard", nil},
+	{"integrations add", "--name NAME --type vero|webhooks [flags]", "create an integration", integrationsAdd},
+	{"integrations list", "", "list integrations", integrationsList},
+	{"integrations show", "<id>", "show an integration and its loading stats", integrationsShow},
+	{"integrations delete", "<id> --yes", "delete an integration and revoke its URLs (its data stays)", integrationsDelete},
+	{"urls generate", "<integration id>", "create a webhook URL; it is shown only once", urlsGenerate},
+	{"urls list", "<integration id>", "list an integration's webhook URLs (hints only)", urlsList},
+	{"urls revoke", "<integration id> <url id>", "revoke a webhook URL at once", urlsRevoke},
+	{"sql", `"<query>" [--csv]`, "run a read-only SQL query on the warehouse", sqlQuery},
+	{"status", "", "show component states and per-integration freshness", status},
+	{"version", "", "print the version", printVersion},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status: 0 on success, 1 on
+// failure, 2 on a mistake in the command line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 {
+			// "hookhouse help urls generate" is "hookhouse urls generate -h".
+			return run(ctx, append(append([]string{}, args[1:]...), "-h"), stdout, stderr)
+		}
+		printUsage(stdout)
+		return 0
+	case "--version", "-version":
+		args = []string{"version"}
+	case "serve":
+		if err := runServe(ctx, args[1:], stdout, stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "hookhouse: %s\n", oneLine(err.Error()))
+			return 1
+		}
+		return 0
+	}
+
+	cmd, rest, err := lookup(args, stdout, stderr)
+	if err != nil {
+		return exitStatus(err, stderr)
+	}
+	c := &cli{stdout: stdout, stderr: stderr}
+	fs := c.flagSet(cmd)
+	return exitStatus(c.explain(cmd.run(ctx, c, fs, rest)), stderr)
+}
+
+// lookup finds the command named by the first one or two words of args.
+func lookup(args []string, stdout, stderr io.Writer) (command, []string, error) {
+	for _, cmd := range commands {
+		if cmd.name == args[0] {
+			return cmd, args[1:], nil
+		}
+	}
+	group := args[0]
+	var subs []command
+	for _, cmd := range commands {
+		if strings.HasPrefix(cmd.name, group+" ") {
+			subs = append(subs, cmd)
+		}
+	}
+	if len(subs) == 0 {
+		printUsage(stderr)
+		return command{}, nil, &usageError{msg: fmt.Sprintf("unknown command %q", group)}
+	}
+	if len(args) < 2 {
+		printCommands(stderr, subs)
+		return command{}, nil, &usageError{msg: group + " needs a command"}
+	}
+	switch args[1] {
+	case "-h", "-help", "--help", "help":
+		printCommands(stdout, subs)
+		return command{}, nil, flag.ErrHelp
+	}
+	for _, cmd := range subs {
+		if cmd.name == group+" "+args[1] {
+			return cmd, args[2:], nil
+		}
+	}
+	return command{}, nil, &usageError{cmd: group, msg: fmt.Sprintf("unknown command %q", args[1])}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `hookhouse turns webhooks into warehouse tables.
+
+Usage: hookhouse <command> [arguments] [flags]
+
+`)
+	printCommands(w, commands)
+	fmt.Fprintf(w, `
+Flags of every command but serve (before or after the arguments):
+  --server URL   the server (env HOOKHOUSE_SERVER; default %s)
+  --key KEY      the admin key (env HOOKHOUSE_ADMIN_KEY; else read from <data>/admin.key)
+  --data DIR     the server's data dir, for admin.key (env HOOKHOUSE_DATA; default %s)
+  --json         print JSON, for scripts
+
+Run 'hookhouse <command> -h' for the flags of a command.
+`, defaultServer, defaultData)
+}
+
+func printCommands(w io.Writer, cmds []command) {
+	fmt.Fprintln(w, "Commands:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, cmd := range cmds {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", cmd.name, cmd.args, cmd.summary)
+	}
+	tw.Flush()
+}
+
+// usageError is a mistake in the command line; it exits with status 2.
+type usageError struct {
+	cmd string // command whose -h helps, if any
+	msg string
+}
+
+func (e *usageError) Error() string {
+	if e.cmd == "" {
+		return e.msg
+	}
+	return fmt.Sprintf("%s: %s (see 'hookhouse %s -h')", e.cmd, e.msg, e.cmd)
+}
+
+// exitStatus prints err as one line and turns it into an exit status.
+func exitStatus(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "hookhouse: %s\n", oneLine(err.Error()))
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// cli holds what every command but serve shares: its output and the common flags.
+type cli struct {
+	stdout, stderr io.Writer
+
+	server  string
+	key     string
+	data    string
+	json    bool
+	keyFrom string // where the admin key came from, for error messages
+}
+
+// flagSet returns the flags of cmd with the common ones already defined.
+func (c *cli) flagSet(cmd command) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	// Errors are reported by exitStatus, in one line; help goes to stdout.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: hookhouse %s %s\n\n%s.\n\nFlags:\n", cmd.name, cmd.args, capitalize(cmd.summary))
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.server, "server", envOr("HOOKHOUSE_SERVER", defaultServer), "the server's base `URL` (env HOOKHOUSE_SERVER)")
+	fs.StringVar(&c.key, "key", "", "the admin `key` (default: env HOOKHOUSE_ADMIN_KEY, else <data>/admin.key)")
+	fs.StringVar(&c.data, "data", envOr("HOOKHOUSE_DATA", defaultData), "the server's data `dir`, to read admin.key from (env HOOKHOUSE_DATA)")
+	fs.BoolVar(&c.json, "json", false, "print JSON, for scripts")
+	return fs
+}
+
+// parse parses flags that may come before, between or after the positional arguments,
+// so that "hookhouse urls generate 1 --json" works; everything after "--" is positional.
+func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(c.stdout)
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
+		if err != nil {
+			return nil, &usageError{cmd: fs.Name(), msg: err.Error()}
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// parseArgs parses args and checks that exactly the named positional arguments came.
+func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(pos) < len(names):
+		return nil, c.usagef(fs, "missing %s", names[len(pos)])
+	case len(pos) > len(names):
+		return nil, c.usagef(fs, "unexpected argument %q", pos[len(names)])
+	}
+	return pos, nil
+}
+
+func (c *cli) usagef(fs *flag.FlagSet, format string, args ...any) error {
+	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
+}
+
+// parseID reads a positive id such as an integration id.
+func (c *cli) parseID(fs *flag.FlagSet, what, s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, c.usagef(fs, "%s must be a positive integer, got %q", what, s)
+	}
+	return id, nil
+}
+
+// client returns an API client for --server with the admin key, which it finds in
+// --key, then HOOKHOUSE_ADMIN_KEY, then <data>/admin.key.
+func (c *cli) client() (*client.Client, error) {
+	key, err := c.adminKey()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(c.server, key), nil
+}
+
+// errNoKey is returned by adminKey when none of the three places holds a key.
+var errNoKey = errors.New("no admin key")
+
+func (c *cli) adminKey() (string, error) {
+	if k := strings.TrimSpace(c.key); k != "" {
+		c.keyFrom = "--key"
+		return k, nil
+	}
+	if k := strings.TrimSpace(os.Getenv("HOOKHOUSE_ADMIN_KEY")); k != "" {
+		c.keyFrom = "HOOKHOUSE_ADMIN_KEY"
+		return k, nil
+	}
+	path := filepath.Join(c.data, "admin.key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w: pass --key, set HOOKHOUSE_ADMIN_KEY, or point --data (env HOOKHOUSE_DATA) at the server's data dir holding admin.key (%s does not exist)", errNoKey, path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the admin key: %w (pass --key or set HOOKHOUSE_ADMIN_KEY instead)", err)
+	}
+	k := strings.TrimSpace(string(b))
+	if k == "" {
+		return "", fmt.Errorf("%w: %s is empty; pass --key or set HOOKHOUSE_ADMIN_KEY", errNoKey, path)
+	}
+	c.keyFrom = path
+	return k, nil
+}
+
+// explain adds the next step to errors a user can act on.
+func (c *cli) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) {
+		if apiErr.StatusCode == 401 && c.keyFrom != "" {
+			return fmt.Errorf("%w (the admin key came from %s; is it this server's key?)", err, c.keyFrom)
+		}
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted")
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && urlErr.Timeout() {
+		return fmt.Errorf("no answer from the server at %s in time: %v", c.server, urlErr.Err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("cannot reach the server at %s: %v (is 'hookhouse serve' running? set --server or HOOKHOUSE_SERVER to reach another)", c.server, opErr)
+	}
+	return err
+}
+
+// printJSON writes v indented, for scripts.
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table returns a writer that aligns tab-separated columns; Flush it.
+func (c *cli) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+}
+
+func envOr(name, def string) string {
+	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// formatTime prints t in RFC 3339 UTC, or "-" for no time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func formatTimePtr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return formatTime(*t)
+}
+
+// cell makes a value safe for a tabwriter column (one line, no tabs); "-" stands for
+// nothing.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return flatten(s)
+}
+
+var flattener = strings.NewReplacer("\t", " ", "\n", `\n`, "\r", `\r`)
+
+// flatten keeps a value on one line and out of tabwriter's column separators.
+func flatten(s string) string { return flattener.Replace(s) }
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
