@@ -1,0 +1,190 @@
+// Package config builds the server's Config from flags and their HOOKHOUSE_* env
+// twins, validates it, and prints it with secrets hidden.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of `hookhouse serve`.
+type Config struct {
+	Data        string        // data dir: Pebble state, DuckDB file, admin.key
+	Listen      string        // HTTP listen address
+	PublicURL   string        // base URL printed in webhook URLs
+	Warehouse   string        // "" = embedded DuckDB; postgres://… = PostgreSQL
+	MaxBody     int64         // request body limit after gzip decoding
+	BatchSize   int           // records per load batch
+	BatchWait   time.Duration // max age of an open batch
+	Retention   time.Duration // how long loaded records stay in the log
+	MaxColumns  int           // columns per warehouse table
+	LogFormat   string        // text or json
+	LogLevel    string        // debug, info, warn, error
+	ShutdownMax time.Duration // deadline for graceful shutdown
+}
+
+// Default returns the embedded defaults of SPEC §1.
+func Default() Config {
+	return Config{
+		Data:        "./hookhouse-data",
+		Listen:      ":8080",
+		PublicURL:   "http://localhost:8080",
+		MaxBody:     20 << 20,
+		BatchSize:   10000,
+		BatchWait:   time.Second,
+		Retention:   7 * 24 * time.Hour,
+		MaxColumns:  1000,
+		LogFormat:   "text",
+		LogLevel:    "info",
+		ShutdownMax: 30 * time.Second,
+	}
+}
+
+// Parse builds a Config from args, with HOOKHOUSE_<FLAG> env twins as defaults
+// (flags win over env).
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("hookhouse serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, usage string) {
+		fs.StringVar(p, name, *p, usage+" (env "+envName(name)+")")
+	}
+	str(&c.Data, "data", "data directory")
+	str(&c.Listen, "listen", "HTTP listen address")
+	str(&c.PublicURL, "public-url", "public base URL used to print webhook URLs")
+	str(&c.Warehouse, "warehouse", "warehouse: empty for embedded DuckDB, or postgres://user@host:5432/db")
+	maxBody := byteSize(c.MaxBody)
+	fs.Var(&maxBody, "max-body", "request body limit after gzip decoding, e.g. 20MiB (env HOOKHOUSE_MAX_BODY)")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "records per load batch (env HOOKHOUSE_BATCH_SIZE)")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "longest time a load batch stays open (env HOOKHOUSE_BATCH_WAIT)")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long loaded records stay in the log (env HOOKHOUSE_RETENTION)")
+	fs.IntVar(&c.MaxColumns, "max-columns", c.MaxColumns, "most columns per warehouse table (env HOOKHOUSE_MAX_COLUMNS)")
+	str(&c.LogFormat, "log-format", "log format: text or json")
+	str(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownMax, "shutdown-timeout", c.ShutdownMax, "deadline for graceful shutdown (env HOOKHOUSE_SHUTDOWN_TIMEOUT)")
+
+	// Env twins first, so flags override them.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("config: %s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	c.MaxBody = int64(maxBody)
+	return c, c.Validate()
+}
+
+// Validate checks the settings and says what to change.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("--data must not be empty"))
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--public-url %q must be an http(s) URL like https://hooks.example.com", c.PublicURL))
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Warehouse != "" && !strings.HasPrefix(c.Warehouse, "postgres://") && !strings.HasPrefix(c.Warehouse, "postgresql://") {
+		errs = append(errs, errors.New("--warehouse must be empty (embedded DuckDB) or a postgres:// URL"))
+	}
+	if c.MaxBody < 1024 {
+		errs = append(errs, errors.New("--max-body must be at least 1KiB"))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, errors.New("--batch-size must be at least 1"))
+	}
+	if c.BatchWait < time.Millisecond {
+		errs = append(errs, errors.New("--batch-wait must be at least 1ms"))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, errors.New("--retention must not be negative"))
+	}
+	if c.MaxColumns < 20 {
+		errs = append(errs, errors.New("--max-columns must be at least 20"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, errors.New("--log-format must be text or json"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, errors.New("--log-level must be debug, info, warn or error"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// AdminKeyPath is where the admin key is written for the CLI.
+func (c Config) AdminKeyPath() string { return filepath.Join(c.Data, "admin.key") }
+
+// String prints the settings with the warehouse password hidden.
+func (c Config) String() string {
+	wh := "duckdb " + filepath.Join(c.Data, "warehouse.duckdb")
+	if c.Warehouse != "" {
+		wh = RedactURL(c.Warehouse)
+	}
+	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%d batch=%d/%s retention=%s max-columns=%d",
+		c.Data, c.Listen, c.PublicURL, wh, c.MaxBody, c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns)
+}
+
+// RedactURL hides the password of a URL.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+func envName(flagName string) string {
+	return "HOOKHOUSE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// byteSize parses 20MiB, 512KiB, 1048576.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("not a size: use bytes or a unit like 20MiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// Env is os.Getenv, for callers.
+var Env = os.Getenv

@@ -1,0 +1,494 @@
+// Package control holds integrations, their webhook URLs and the admin key: the
+// types, the rules (SPEC §2–3) and a store that keeps everything in memory and
+// writes every change through to the durable state before answering.
+package control
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Integration types.
+const (
+	TypeVero     = "vero"
+	TypeWebhooks = "webhooks"
+)
+
+// MaxActiveURLs is how many unrevoked webhook URLs an integration may have.
+const MaxActiveURLs = 2
+
+// Integration is one source of webhooks.
+type Integration struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	Type       string     `json:"type"`
+	Schema     string     `json:"schema"`
+	PrimaryKey string     `json:"primary_key,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
+}
+
+// WebhookURL is one secret URL; only the hash of its token is kept.
+type WebhookURL struct {
+	ID          int64      `json:"id"`
+	Integration int64      `json:"integration_id"`
+	Hash        string     `json:"hash"` // hex SHA-256 of the token
+	Hint        string     `json:"hint"` // last 4 characters of the token
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+}
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Error carries a kind (ErrNotFound, ErrConflict, ErrInvalid) and a message for the user.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func fail(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// KV is the durable storage the store writes through to (state.Pebble).
+type KV interface {
+	Get(key string) ([]byte, error)
+	Put(kvs map[string][]byte) error
+	Scan(prefix string, fn func(key string, value []byte) error) error
+}
+
+const (
+	keyIntegration = "integration/"
+	keyURL         = "url/"
+	keyNextID      = "meta/next_id"
+	keyAdminHash   = "meta/admin_key_hash"
+)
+
+// Store is the control data, cached in memory.
+type Store struct {
+	kv       KV
+	notFound error
+	logger   *slog.Logger
+
+	mu           sync.RWMutex
+	nextID       int64 // shared by integrations and URLs: ids are never reused
+	integrations map[int64]*Integration
+	urls         map[int64]*WebhookURL
+	byHash       map[[32]byte]*WebhookURL
+	adminHash    []byte
+	usedMu       sync.Mutex
+	used         map[int64]time.Time // url id -> last use not yet written
+}
+
+// Open loads the control data. notFound is the error kv.Get returns for a missing key.
+func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
+	s := &Store{
+		kv: kv, notFound: notFound, logger: logger,
+		integrations: map[int64]*Integration{},
+		urls:         map[int64]*WebhookURL{},
+		byHash:       map[[32]byte]*WebhookURL{},
+		used:         map[int64]time.Time{},
+	}
+	if v, err := kv.Get(keyNextID); err == nil {
+		n, perr := strconv.ParseInt(string(v), 10, 64)
+		if perr != nil {
+			return nil, fmt.Errorf("control: corrupt %s: %w", keyNextID, perr)
+		}
+		s.nextID = n
+	} else if !errors.Is(err, notFound) {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	if v, err := kv.Get(keyAdminHash); err == nil {
+		s.adminHash = v
+	} else if !errors.Is(err, notFound) {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	err := kv.Scan(keyIntegration, func(_ string, v []byte) error {
+		var in Integration
+		if err := json.Unmarshal(v, &in); err != nil {
+			return fmt.Errorf("control: corrupt integration: %w", err)
+		}
+		s.integrations[in.ID] = &in
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = kv.Scan(keyURL, func(_ string, v []byte) error {
+		var u WebhookURL
+		if err := json.Unmarshal(v, &u); err != nil {
+			return fmt.Errorf("control: corrupt webhook url: %w", err)
+		}
+		s.urls[u.ID] = &u
+		if h, err := hex.DecodeString(u.Hash); err == nil && len(h) == 32 {
+			s.byHash[[32]byte(h)] = &u
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// EnsureAdminKey creates the admin key on first start. It returns the new key, or
+// "" when one existed already.
+func (s *Store) EnsureAdminKey() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminHash != nil {
+		return "", nil
+	}
+	key := "hhk_" + randomHex(32)
+	h := sha256.Sum256([]byte(key))
+	if err := s.kv.Put(map[string][]byte{keyAdminHash: h[:]}); err != nil {
+		return "", err
+	}
+	s.adminHash = h[:]
+	return key, nil
+}
+
+// ResetAdminKey replaces the admin key and returns the new one.
+func (s *Store) ResetAdminKey() (string, error) {
+	s.mu.Lock()
+	s.adminHash = nil
+	s.mu.Unlock()
+	return s.EnsureAdminKey()
+}
+
+// CheckAdminKey reports whether key is the admin key, in constant time.
+func (s *Store) CheckAdminKey(key string) bool {
+	h := sha256.Sum256([]byte(key))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.adminHash) == 32 && subtle.ConstantTimeCompare(h[:], s.adminHash) == 1
+}
+
+// NewIntegration is what a user asks for.
+type NewIntegration struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Schema     string `json:"schema"`
+	PrimaryKey string `json:"primary_key"`
+}
+
+// Create validates and stores a new integration.
+func (s *Store) Create(req NewIntegration, now time.Time) (*Integration, error) {
+	name := strings.TrimSpace(req.Name)
+	switch {
+	case name == "":
+		return nil, fail(ErrInvalid, "name is required")
+	case !utf8.ValidString(name) || utf8.RuneCountInString(name) > 100:
+		return nil, fail(ErrInvalid, "name must be 1–100 characters")
+	}
+	switch req.Type {
+	case TypeVero, TypeWebhooks:
+	case "":
+		return nil, fail(ErrInvalid, `type is required: "vero" or "webhooks"`)
+	default:
+		return nil, fail(ErrInvalid, `unknown type %q: use "vero" or "webhooks"`, req.Type)
+	}
+	if req.PrimaryKey != "" {
+		if req.Type != TypeWebhooks {
+			return nil, fail(ErrInvalid, "primary_key is only for integrations of type webhooks; vero is append-only")
+		}
+		if utf8.RuneCountInString(req.PrimaryKey) > 50 || strings.ContainsAny(req.PrimaryKey, "\x00") {
+			return nil, fail(ErrInvalid, "primary_key must be one top-level field name of at most 50 characters")
+		}
+	}
+	schema := req.Schema
+	if schema == "" {
+		schema = SchemaName(name)
+	}
+	if why := checkSchema(schema); why != "" {
+		return nil, fail(ErrInvalid, "%s", why)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range s.integrations {
+		if in.Schema == schema {
+			return nil, fail(ErrConflict, "schema %s is already used by integration %d (%q); choose another name or schema", schema, in.ID, in.Name)
+		}
+	}
+	in := &Integration{
+		ID: s.nextID + 1, Name: name, Type: req.Type, Schema: schema,
+		PrimaryKey: req.PrimaryKey, CreatedAt: now.UTC().Truncate(time.Second),
+	}
+	if err := s.write(in.ID, map[string]any{keyIntegration + id(in.ID): in}); err != nil {
+		return nil, err
+	}
+	s.integrations[in.ID] = in
+	return in, nil
+}
+
+// write stores values (JSON) and the id counter in one durable write.
+func (s *Store) write(nextID int64, vals map[string]any) error {
+	kvs := map[string][]byte{keyNextID: []byte(strconv.FormatInt(nextID, 10))}
+	for k, v := range vals {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		kvs[k] = b
+	}
+	if err := s.kv.Put(kvs); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	s.nextID = nextID
+	return nil
+}
+
+// Integrations lists live integrations by id.
+func (s *Store) Integrations() []Integration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Integration, 0, len(s.integrations))
+	for _, in := range s.integrations {
+		if in.DeletedAt == nil {
+			out = append(out, *in)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// AllIntegrations lists every integration including deleted ones (the loader still
+// drains what deleted integrations accepted).
+func (s *Store) AllIntegrations() []Integration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Integration, 0, len(s.integrations))
+	for _, in := range s.integrations {
+		out = append(out, *in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Integration returns a live integration.
+func (s *Store) Integration(intID int64) (*Integration, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	in, ok := s.integrations[intID]
+	if !ok || in.DeletedAt != nil {
+		return nil, fail(ErrNotFound, "integration %d not found", intID)
+	}
+	c := *in
+	return &c, nil
+}
+
+// Delete marks an integration deleted and revokes its URLs at once. Its id and
+// schema stay taken (ids are never reused; the warehouse data stays).
+func (s *Store) Delete(intID int64, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.integrations[intID]
+	if !ok || in.DeletedAt != nil {
+		return fail(ErrNotFound, "integration %d not found", intID)
+	}
+	t := now.UTC().Truncate(time.Second)
+	d := *in
+	d.DeletedAt = &t
+	vals := map[string]any{keyIntegration + id(intID): &d}
+	revoked := map[int64]*WebhookURL{}
+	for _, u := range s.urls {
+		if u.Integration == intID && u.RevokedAt == nil {
+			c := *u
+			c.RevokedAt = &t
+			vals[keyURL+id(u.ID)] = &c
+			revoked[u.ID] = &c
+		}
+	}
+	if err := s.write(s.nextID, vals); err != nil {
+		return err
+	}
+	s.integrations[intID] = &d
+	for uid, u := range revoked {
+		s.setURL(uid, u)
+	}
+	return nil
+}
+
+func (s *Store) setURL(uid int64, u *WebhookURL) {
+	s.urls[uid] = u
+	if h, err := hex.DecodeString(u.Hash); err == nil && len(h) == 32 {
+		s.byHash[[32]byte(h)] = u
+	}
+}
+
+// GenerateURL makes a new token for an integration and returns the URL record
+// and the token. The token exists only in this return value.
+func (s *Store) GenerateURL(intID int64, now time.Time) (*WebhookURL, string, error) {
+	token := randomHex(32)
+	h := sha256.Sum256([]byte(token))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.integrations[intID]
+	if !ok || in.DeletedAt != nil {
+		return nil, "", fail(ErrNotFound, "integration %d not found", intID)
+	}
+	active := 0
+	for _, u := range s.urls {
+		if u.Integration == intID && u.RevokedAt == nil {
+			active++
+		}
+	}
+	if active >= MaxActiveURLs {
+		return nil, "", fail(ErrConflict, "integration %d already has %d active webhook URLs; revoke one before generating another", intID, MaxActiveURLs)
+	}
+	u := &WebhookURL{
+		ID: s.nextID + 1, Integration: intID, Hash: hex.EncodeToString(h[:]),
+		Hint: token[len(token)-4:], CreatedAt: now.UTC().Truncate(time.Second),
+	}
+	if err := s.write(u.ID, map[string]any{keyURL + id(u.ID): u}); err != nil {
+		return nil, "", err
+	}
+	s.setURL(u.ID, u)
+	c := *u
+	return &c, token, nil
+}
+
+// URLs lists an integration's webhook URLs (revoked ones too), oldest first.
+func (s *Store) URLs(intID int64) ([]WebhookURL, error) {
+	if _, err := s.Integration(intID); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	var out []WebhookURL
+	for _, u := range s.urls {
+		if u.Integration == intID {
+			out = append(out, *u)
+		}
+	}
+	s.mu.RUnlock()
+	s.usedMu.Lock()
+	for i := range out {
+		if t, ok := s.used[out[i].ID]; ok {
+			out[i].LastUsedAt = &t
+		}
+	}
+	s.usedMu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// RevokeURL revokes a URL immediately.
+func (s *Store) RevokeURL(intID, urlID int64, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in, ok := s.integrations[intID]; !ok || in.DeletedAt != nil {
+		return fail(ErrNotFound, "integration %d not found", intID)
+	}
+	u, ok := s.urls[urlID]
+	if !ok || u.Integration != intID {
+		return fail(ErrNotFound, "webhook URL %d not found in integration %d", urlID, intID)
+	}
+	if u.RevokedAt != nil {
+		return nil
+	}
+	t := now.UTC().Truncate(time.Second)
+	c := *u
+	c.RevokedAt = &t
+	if err := s.write(s.nextID, map[string]any{keyURL + id(urlID): &c}); err != nil {
+		return err
+	}
+	s.setURL(urlID, &c)
+	return nil
+}
+
+// Authenticate reports whether token is an active token of integration intID.
+// It hashes the token and looks the full hash up, so its time does not depend on
+// how much of a token is right; the answer is the same for every kind of failure.
+func (s *Store) Authenticate(intID int64, token string, now time.Time) bool {
+	h := sha256.Sum256([]byte(token))
+	s.mu.RLock()
+	u, ok := s.byHash[h]
+	valid := ok && u.Integration == intID && u.RevokedAt == nil
+	if valid {
+		in := s.integrations[intID]
+		valid = in != nil && in.DeletedAt == nil
+	}
+	var uid int64
+	if valid {
+		uid = u.ID
+	}
+	s.mu.RUnlock()
+	if valid {
+		s.usedMu.Lock()
+		s.used[uid] = now.UTC().Truncate(time.Second)
+		s.usedMu.Unlock()
+	}
+	return valid
+}
+
+// FlushLastUsed writes the in-memory last-use times (called periodically and at
+// shutdown, so last_used_at costs no disk write per request).
+func (s *Store) FlushLastUsed() error {
+	s.usedMu.Lock()
+	used := s.used
+	s.used = map[int64]time.Time{}
+	s.usedMu.Unlock()
+	if len(used) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vals := map[string]any{}
+	changed := map[int64]*WebhookURL{}
+	for uid, t := range used {
+		u, ok := s.urls[uid]
+		if !ok {
+			continue
+		}
+		c := *u
+		t := t
+		c.LastUsedAt = &t
+		vals[keyURL+id(uid)] = &c
+		changed[uid] = &c
+	}
+	if err := s.write(s.nextID, vals); err != nil {
+		s.usedMu.Lock()
+		for uid, t := range used {
+			if _, newer := s.used[uid]; !newer {
+				s.used[uid] = t
+			}
+		}
+		s.usedMu.Unlock()
+		return err
+	}
+	for uid, u := range changed {
+		s.setURL(uid, u)
+	}
+	return nil
+}
+
+func id(n int64) string { return fmt.Sprintf("%020d", n) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,219 @@
+// Package ingest is the webhook endpoint, POST /v1/clients/{id}/token/{token}
+// (SPEC §4): token check, limits, JSON validation, a durable append, then the answer.
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Authenticator checks a token against an integration (control.Store).
+type Authenticator interface {
+	Authenticate(integration int64, token string, now time.Time) bool
+}
+
+// Appender stores records durably (state.Pebble); it returns only once they are on disk.
+type Appender interface {
+	Append(ctx context.Context, integration int64, receivedAt time.Time, bodies [][]byte) (uint64, error)
+}
+
+// Observer is told the outcome of each request (metrics); may be nil.
+type Observer interface {
+	Request(status int)
+	Accepted(integration int64, records int)
+}
+
+// Handler serves the webhook endpoint.
+type Handler struct {
+	Auth    Authenticator
+	Log     Appender
+	MaxBody int64
+	Logger  *slog.Logger
+	Observe Observer
+	// RetryAfter is the Retry-After seconds sent with 503s.
+	RetryAfter int
+
+	bufs sync.Pool
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	status := h.serve(w, r)
+	if h.Observe != nil {
+		h.Observe.Request(status)
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: webhooks must be sent with POST")
+	}
+	now := time.Now()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 || !h.Auth.Authenticate(id, r.PathValue("token"), now) {
+		return fail(w, http.StatusUnauthorized, "unknown or revoked webhook URL")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return fail(w, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(ct)+" is not JSON: send application/json")
+	}
+	if r.ContentLength > h.MaxBody && !isGzip(r) {
+		return h.tooLarge(w, r)
+	}
+	body := r.Body
+	if isGzip(r) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return fail(w, http.StatusBadRequest, "Content-Encoding is gzip but the body is not valid gzip")
+		}
+		defer zr.Close()
+		body = zr
+	} else if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return fail(w, http.StatusUnsupportedMediaType, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send gzip or no encoding")
+	}
+	buf := h.getBuf()
+	defer h.putBuf(buf)
+	data, err := readLimited(body, h.MaxBody, buf)
+	if errors.Is(err, errTooLarge) {
+		return h.tooLarge(w, r)
+	}
+	if err != nil {
+		return fail(w, http.StatusBadRequest, "could not read the request body: "+bodyErr(err))
+	}
+	*buf = data
+	records, err := Split(data)
+	if err != nil {
+		return fail(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+	}
+	if len(records) > 0 {
+		if _, err := h.Log.Append(r.Context(), id, now, records); err != nil {
+			h.Logger.Warn("append refused", "integration", id, "records", len(records), "err", err)
+			w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
+			return fail(w, http.StatusServiceUnavailable, "hookhouse cannot store events right now; retry later")
+		}
+		if h.Observe != nil {
+			h.Observe.Accepted(id, len(records))
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, `{"status":"ok","records":%d}`+"\n", len(records))
+	return http.StatusOK
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) int {
+	// Don't read the rest: close the connection after answering.
+	w.Header().Set("Connection", "close")
+	return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (after gzip decoding)", h.MaxBody))
+}
+
+func (h *Handler) getBuf() *[]byte {
+	if b, ok := h.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 64<<10)
+	return &b
+}
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) <= 1<<20 { // keep small buffers only, so big bodies don't pin memory
+		*b = (*b)[:0]
+		h.bufs.Put(b)
+	}
+}
+
+var errTooLarge = errors.New("body too large")
+
+// readLimited reads r into buf, growing it, and fails with errTooLarge as soon as
+// more than limit bytes arrive, without reading further.
+func readLimited(r io.Reader, limit int64, buf *[]byte) ([]byte, error) {
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			grow := cap(b)
+			if grow < 4096 {
+				grow = 4096
+			}
+			if int64(cap(b)+grow) > limit+1 {
+				grow = int(limit+1) - cap(b)
+				if grow <= 0 {
+					grow = 1
+				}
+			}
+			b = append(b, make([]byte, grow)...)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func bodyErr(err error) string {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return "too large"
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated or corrupt body"
+	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "timeout"):
+		return "timed out"
+	}
+	return "connection error"
+}
+
+func isGzip(r *http.Request) bool {
+	return strings.EqualFold(strings.TrimSpace(r.Header.Get("Content-Encoding")), "gzip")
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// fail writes {"status":"error","message":…}.
+func fail(w http.ResponseWriter, status int, msg string) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(struct {
+		Status  string `json:"status"`
+		Message string `json:"message"`
+	}{"error", msg})
+	w.Write(append(b, '\n'))
+	return status
+}
+
+// MaskPath hides the token in a webhook path for logs: /v1/clients/7/token/****abcd.
+func MaskPath(path string) string {
+	const marker = "/token/"
+	i := strings.Index(path, marker)
+	if !strings.HasPrefix(path, "/v1/clients/") || i < 0 {
+		return path
+	}
+	tok := path[i+len(marker):]
+	hint := ""
+	if len(tok) >= 4 && len(tok) == 64 {
+		hint = tok[len(tok)-4:]
+	}
+	return path[:i+len(marker)] + "****" + hint
+}

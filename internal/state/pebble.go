@@ -1,0 +1,464 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/uuid"
+)
+
+// Key layout. Big-endian integers keep each integration's records in position order.
+//
+//	'L' integration(8) position(8) -> receivedAt µs(8) id(16) body
+//	'H' integration(8)             -> position(8) lastReceivedAt µs(8)
+//	'C' control key                -> control value (see control package)
+const (
+	prefixLog     = 'L'
+	prefixHead    = 'H'
+	prefixControl = 'C'
+)
+
+// Options tune the log.
+type Options struct {
+	// MinFreeBytes: Append refuses with ErrNoSpace when the disk holding the log has
+	// less free space than this plus the request. 0 means 64 MiB.
+	MinFreeBytes int64
+	// MaxGroupBytes caps one group commit; a single larger request still goes alone.
+	MaxGroupBytes int
+	// SyncObserver, if set, is called with the duration of each group commit.
+	SyncObserver func(time.Duration, int)
+}
+
+// Pebble is the embedded State: the log and control data in one Pebble store.
+type Pebble struct {
+	db     *pebble.DB
+	dir    string
+	logger *slog.Logger
+	opts   Options
+
+	appends chan *appendReq
+	stop    chan struct{}
+	done    chan struct{}
+
+	mu      sync.Mutex
+	heads   map[int64]Head
+	changed chan struct{} // closed and replaced on every successful append
+	closed  bool
+
+	freeMu      sync.Mutex
+	freeChecked time.Time
+	freeBytes   int64
+}
+
+type appendReq struct {
+	integration int64
+	receivedAt  time.Time
+	bodies      [][]byte
+	size        int
+	first       uint64
+	err         chan error
+}
+
+// OpenPebble opens (or creates) the store in dir.
+func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) {
+	if opts.MinFreeBytes == 0 {
+		opts.MinFreeBytes = 64 << 20
+	}
+	if opts.MaxGroupBytes == 0 {
+		opts.MaxGroupBytes = 32 << 20
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state: create %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{
+		Logger:       pebbleLogger{logger},
+		MemTableSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: open pebble in %s: %w (is another hookhouse using this data dir?)", dir, err)
+	}
+	p := &Pebble{
+		db:      db,
+		dir:     dir,
+		logger:  logger,
+		opts:    opts,
+		appends: make(chan *appendReq, 1024),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		heads:   map[int64]Head{},
+		changed: make(chan struct{}),
+	}
+	if err := p.loadHeads(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go p.writeLoop()
+	return p, nil
+}
+
+func (p *Pebble) loadHeads() error {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHead}, UpperBound: []byte{prefixHead + 1}})
+	if err != nil {
+		return fmt.Errorf("state: read heads: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 9 || len(v) != 16 {
+			return fmt.Errorf("state: corrupt head entry %x", k)
+		}
+		id := int64(binary.BigEndian.Uint64(k[1:]))
+		p.heads[id] = Head{
+			Position:       binary.BigEndian.Uint64(v),
+			LastReceivedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+		}
+	}
+	return it.Error()
+}
+
+// Append stores bodies as records of integration, all or nothing, and returns once
+// they are fsync'd. It returns the position of the first record.
+func (p *Pebble) Append(ctx context.Context, integration int64, receivedAt time.Time, bodies [][]byte) (uint64, error) {
+	size := 0
+	for _, b := range bodies {
+		size += len(b) + 64
+	}
+	if err := p.checkSpace(int64(size)); err != nil {
+		return 0, err
+	}
+	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, err: make(chan error, 1)}
+	select {
+	case p.appends <- req:
+	case <-p.stop:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	// Once queued the request is committed or failed by the writer; wait for the
+	// answer even if ctx ends, so that a 200 is never sent for an unknown outcome
+	// and a failure is never reported for records that became durable.
+	err := <-req.err
+	return req.first, err
+}
+
+// writeLoop is the single writer: it owns the group commit.
+func (p *Pebble) writeLoop() {
+	defer close(p.done)
+	var group []*appendReq
+	for {
+		group = group[:0]
+		select {
+		case r := <-p.appends:
+			group = append(group, r)
+		case <-p.stop:
+			p.failPending(ErrClosed)
+			return
+		}
+		size := group[0].size
+	drain:
+		for size < p.opts.MaxGroupBytes {
+			select {
+			case r := <-p.appends:
+				group = append(group, r)
+				size += r.size
+			default:
+				break drain
+			}
+		}
+		p.commit(group)
+	}
+}
+
+func (p *Pebble) failPending(err error) {
+	for {
+		select {
+		case r := <-p.appends:
+			r.err <- err
+		default:
+			return
+		}
+	}
+}
+
+func (p *Pebble) commit(group []*appendReq) {
+	b := p.db.NewBatch()
+	defer b.Close()
+	p.mu.Lock()
+	next := make(map[int64]Head, len(group))
+	for _, r := range group {
+		h, ok := next[r.integration]
+		if !ok {
+			h = p.heads[r.integration]
+		}
+		r.first = h.Position + 1
+		us := r.receivedAt.UnixMicro()
+		for _, body := range r.bodies {
+			h.Position++
+			id := uuid.New()
+			val := make([]byte, 24+len(body))
+			binary.BigEndian.PutUint64(val, uint64(us))
+			copy(val[8:24], id[:])
+			copy(val[24:], body)
+			_ = b.Set(logKey(r.integration, h.Position), val, nil)
+		}
+		if r.receivedAt.After(h.LastReceivedAt) {
+			h.LastReceivedAt = r.receivedAt
+		}
+		next[r.integration] = h
+	}
+	p.mu.Unlock()
+	for id, h := range next {
+		v := make([]byte, 16)
+		binary.BigEndian.PutUint64(v, h.Position)
+		binary.BigEndian.PutUint64(v[8:], uint64(h.LastReceivedAt.UnixMicro()))
+		_ = b.Set(headKey(id), v, nil)
+	}
+	start := time.Now()
+	err := b.Commit(pebble.Sync)
+	if p.opts.SyncObserver != nil {
+		p.opts.SyncObserver(time.Since(start), len(group))
+	}
+	if err != nil {
+		p.logger.Error("log append failed; requests answered 503", "err", err, "requests", len(group))
+		err = fmt.Errorf("state: append: %w", err)
+	} else {
+		p.mu.Lock()
+		for id, h := range next {
+			p.heads[id] = h
+		}
+		close(p.changed)
+		p.changed = make(chan struct{})
+		p.mu.Unlock()
+	}
+	for _, r := range group {
+		r.err <- err
+	}
+}
+
+// checkSpace refuses appends when the disk is nearly full. Statfs is cached for
+// 250 ms so the check costs nothing per request.
+func (p *Pebble) checkSpace(need int64) error {
+	p.freeMu.Lock()
+	defer p.freeMu.Unlock()
+	if time.Since(p.freeChecked) > 250*time.Millisecond {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(p.dir, &st); err == nil {
+			p.freeBytes = int64(st.Bavail) * int64(st.Bsize)
+		}
+		p.freeChecked = time.Now()
+	}
+	if p.freeBytes < p.opts.MinFreeBytes+need {
+		return ErrNoSpace
+	}
+	p.freeBytes -= need
+	return nil
+}
+
+// Heads returns a copy of every integration's head.
+func (p *Pebble) Heads() map[int64]Head {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[int64]Head, len(p.heads))
+	for k, v := range p.heads {
+		out[k] = v
+	}
+	return out
+}
+
+// Head returns one integration's head.
+func (p *Pebble) Head(integration int64) Head {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.heads[integration]
+}
+
+// Changed returns a channel closed at the next successful append.
+func (p *Pebble) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+// Read returns up to max records of integration after position, in order, and at
+// most maxBytes of bodies (always at least one record if any).
+func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max, maxBytes int) ([]Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{
+		LowerBound: logKey(integration, after+1),
+		UpperBound: logKey(integration+1, 0),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: read log: %w", err)
+	}
+	defer it.Close()
+	var out []Record
+	size := 0
+	for it.First(); it.Valid() && len(out) < max; it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(v) < 24 {
+			return nil, fmt.Errorf("state: corrupt log entry %x", k)
+		}
+		r := Record{
+			Integration: integration,
+			Position:    binary.BigEndian.Uint64(k[9:]),
+			ReceivedAt:  time.UnixMicro(int64(binary.BigEndian.Uint64(v))).UTC(),
+			Body:        bytes.Clone(v[24:]),
+		}
+		copy(r.ID[:], v[8:24])
+		out = append(out, r)
+		size += len(r.Body)
+		if size >= maxBytes {
+			break
+		}
+	}
+	return out, it.Error()
+}
+
+// Trim removes records of integration at or below upTo that were received before
+// cutoff. It returns how many positions it removed.
+func (p *Pebble) Trim(integration int64, upTo uint64, cutoff time.Time) (uint64, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{
+		LowerBound: logKey(integration, 0),
+		UpperBound: logKey(integration, upTo+1),
+	})
+	if err != nil {
+		return 0, err
+	}
+	var first, end uint64
+	cut := uint64(cutoff.UnixMicro())
+	for it.First(); it.Valid(); it.Next() {
+		pos := binary.BigEndian.Uint64(it.Key()[9:])
+		if first == 0 {
+			first = pos
+		}
+		if binary.BigEndian.Uint64(it.Value()) >= cut {
+			break
+		}
+		end = pos + 1
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if end == 0 {
+		return 0, nil
+	}
+	if err := p.db.DeleteRange(logKey(integration, first), logKey(integration, end), pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("state: trim log: %w", err)
+	}
+	return end - first, nil
+}
+
+// Close stops the writer (failing queued appends with ErrClosed) and closes Pebble.
+func (p *Pebble) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	return p.db.Close()
+}
+
+// Writable reports whether a small synced write succeeds (for /readyz).
+func (p *Pebble) Writable() error {
+	if err := p.checkSpace(0); err != nil {
+		return err
+	}
+	return p.db.Set(controlKey("probe"), []byte(time.Now().UTC().Format(time.RFC3339)), pebble.NoSync)
+}
+
+// Get reads a control value.
+func (p *Pebble) Get(key string) ([]byte, error) {
+	v, c, err := p.db.Get(controlKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: get %s: %w", key, err)
+	}
+	defer c.Close()
+	return bytes.Clone(v), nil
+}
+
+// Put writes control values durably and atomically (nil value deletes).
+func (p *Pebble) Put(kvs map[string][]byte) error {
+	b := p.db.NewBatch()
+	defer b.Close()
+	for k, v := range kvs {
+		if v == nil {
+			_ = b.Delete(controlKey(k), nil)
+		} else {
+			_ = b.Set(controlKey(k), v, nil)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("state: write control data: %w", err)
+	}
+	return nil
+}
+
+// Scan calls fn for every control key with the prefix, in key order.
+func (p *Pebble) Scan(prefix string, fn func(key string, value []byte) error) error {
+	lo := controlKey(prefix)
+	hi := append(bytes.Clone(lo), 0xff)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(string(it.Key()[1:]), bytes.Clone(it.Value())); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Dir is where the store lives.
+func (p *Pebble) Dir() string { return filepath.Clean(p.dir) }
+
+func logKey(integration int64, pos uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = prefixLog
+	binary.BigEndian.PutUint64(k[1:], uint64(integration))
+	binary.BigEndian.PutUint64(k[9:], pos)
+	return k
+}
+
+func headKey(integration int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixHead
+	binary.BigEndian.PutUint64(k[1:], uint64(integration))
+	return k
+}
+
+func controlKey(k string) []byte { return append([]byte{prefixControl}, k...) }
+
+// pebbleLogger sends Pebble's own messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	os.Exit(1)
+}

@@ -1,0 +1,177 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t testing.TB, dir string) *Pebble {
+	t.Helper()
+	p, err := OpenPebble(dir, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAppendReadRestart(t *testing.T) {
+	dir := t.TempDir()
+	p := openTest(t, dir)
+	ctx := context.Background()
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				body := []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
+				if _, err := p.Append(ctx, int64(1+w%2), time.Now(), [][]byte{body, body}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want := uint64(writers / 2 * each * 2)
+	for _, id := range []int64{1, 2} {
+		if h := p.Head(id); h.Position != want || h.LastReceivedAt.IsZero() {
+			t.Fatalf("head of %d = %+v, want position %d", id, h, want)
+		}
+	}
+	p.Close()
+
+	p = openTest(t, dir)
+	defer p.Close()
+	for _, id := range []int64{1, 2} {
+		if h := p.Head(id); h.Position != want {
+			t.Fatalf("after restart head of %d = %+v, want %d", id, h, want)
+		}
+		recs, err := p.Read(ctx, id, 0, 100000, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(recs)) != want {
+			t.Fatalf("read %d records, want %d", len(recs), want)
+		}
+		ids := map[[16]byte]bool{}
+		for i, r := range recs {
+			if r.Position != uint64(i+1) || r.Integration != id {
+				t.Fatalf("record %d has position %d", i, r.Position)
+			}
+			if ids[r.ID] {
+				t.Fatalf("duplicate record id at %d", i)
+			}
+			ids[r.ID] = true
+		}
+		// A request's records are consecutive: the two copies sit side by side.
+		for i := 0; i < len(recs); i += 2 {
+			if string(recs[i].Body) != string(recs[i+1].Body) {
+				t.Fatalf("records of one request were split at %d", i)
+			}
+		}
+	}
+	// Reading after a position and limits.
+	recs, _ := p.Read(ctx, 1, 10, 5, 1<<30)
+	if len(recs) != 5 || recs[0].Position != 11 {
+		t.Fatalf("Read(after 10, max 5) = %d records from %d", len(recs), recs[0].Position)
+	}
+	recs, _ = p.Read(ctx, 1, 0, 100, 1)
+	if len(recs) != 1 {
+		t.Fatalf("maxBytes=1 read %d records, want 1", len(recs))
+	}
+}
+
+func TestTrim(t *testing.T) {
+	p := openTest(t, t.TempDir())
+	defer p.Close()
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	for i := 0; i < 10; i++ {
+		at := old
+		if i >= 6 {
+			at = time.Now()
+		}
+		if _, err := p.Append(ctx, 3, at, [][]byte{[]byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only loaded (<= 8) and old (first 6) records go.
+	n, err := p.Trim(3, 8, time.Now().Add(-time.Minute))
+	if err != nil || n != 6 {
+		t.Fatalf("Trim = %d, %v; want 6", n, err)
+	}
+	recs, _ := p.Read(ctx, 3, 0, 100, 1<<20)
+	if len(recs) != 4 || recs[0].Position != 7 {
+		t.Fatalf("after trim: %d records from %d", len(recs), recs[0].Position)
+	}
+	if p.Head(3).Position != 10 {
+		t.Fatal("trim moved the head")
+	}
+}
+
+func TestAppendRefusedWhenClosedOrFull(t *testing.T) {
+	p := openTest(t, t.TempDir())
+	p.opts.MinFreeBytes = 1 << 62 // more than any disk has
+	p.freeChecked = time.Time{}
+	if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{}`)}); err != ErrNoSpace {
+		t.Fatalf("Append on a full disk = %v, want ErrNoSpace", err)
+	}
+	p.opts.MinFreeBytes = 1
+	p.freeChecked = time.Time{}
+	p.Close()
+	if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{}`)}); err != ErrClosed {
+		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestControlKV(t *testing.T) {
+	p := openTest(t, t.TempDir())
+	defer p.Close()
+	if _, err := p.Get("a"); err != ErrNotFound {
+		t.Fatalf("Get missing = %v", err)
+	}
+	if err := p.Put(map[string][]byte{"x/1": []byte("one"), "x/2": []byte("two"), "y/1": []byte("other")}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	p.Scan("x/", func(k string, v []byte) error { got = append(got, k+"="+string(v)); return nil })
+	if fmt.Sprint(got) != "[x/1=one x/2=two]" {
+		t.Fatalf("Scan = %v", got)
+	}
+	p.Put(map[string][]byte{"x/1": nil})
+	if _, err := p.Get("x/1"); err != ErrNotFound {
+		t.Fatal("delete did not delete")
+	}
+}
+
+// BenchmarkAppend measures durable appends from 64 concurrent writers (group commit).
+func BenchmarkAppend(b *testing.B) {
+	p := openTest(b, b.TempDir())
+	defer p.Close()
+	body := make([]byte, 1024)
+	for i := range body {
+		body[i] = 'x'
+	}
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{body}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
