@@ -1,0 +1,287 @@
+// Package duckdb is the embedded warehouse: one DuckDB file in the data directory.
+//
+// Writes (Load) go through one connection at a time and use the DuckDB Appender inside
+// an explicit transaction, so a batch, its schema changes and the integration's load
+// state commit together or not at all. Reads from users (Query) run on a fresh
+// connection in a READ ONLY transaction of a database opened with external access
+// and configuration changes disabled; see query.go.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+)
+
+var _ warehouse.Warehouse = (*DB)(nil)
+
+// DB is a DuckDB warehouse. It is safe for concurrent use.
+type DB struct {
+	logger *slog.Logger
+	path   string
+
+	// rw serves Load, Columns, LoadState and Ping. Loads take loadSlot first, so at
+	// most one write transaction is open at a time: concurrent DuckDB transactions
+	// that touch the same catalog entries abort each other at commit.
+	rw       *sql.DB
+	loadSlot chan struct{}
+
+	// ro serves Query. It keeps no idle connections, so every query gets a fresh
+	// DuckDB connection and no session state (USE, SET search_path, temp tables)
+	// survives from one user query to the next.
+	ro *sql.DB
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// beforeCommit, if set (tests only), runs inside the load transaction just
+	// before COMMIT; an error aborts the load.
+	beforeCommit func(ctx context.Context, conn *sql.Conn) error
+}
+
+// instanceConfig is applied when DuckDB opens the file. lock_configuration makes
+// every later SET/RESET/PRAGMA of a global option fail, so a user query cannot turn
+// external access back on or change memory limits; without external access no query
+// can read or write files (read_csv, COPY, ATTACH of a file, EXPORT, INSTALL, LOAD).
+// The adapter itself needs neither.
+var instanceConfig = []struct{ name, value string }{
+	{"enable_external_access", "false"},
+	{"autoinstall_known_extensions", "false"},
+	{"autoload_known_extensions", "false"},
+	{"allow_community_extensions", "false"},
+	{"allow_persistent_secrets", "false"},
+	{"lock_configuration", "true"},
+}
+
+// Open opens (creating if needed) the DuckDB file at path and makes sure hookhouse's
+// own state table exists. The directory must exist. Only one process can have the
+// file open; the file is locked until Close.
+func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if path == "" || strings.ContainsAny(path, "?#%") {
+		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
+	}
+	q := url.Values{}
+	for _, o := range instanceConfig {
+		q.Set(o.name, o.value)
+	}
+	connector, err := duckdb.NewConnector(path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: open %s: %w (is another hookhouse process using this data directory?)", path, err)
+	}
+	d := &DB{
+		logger:   logger,
+		path:     path,
+		rw:       sql.OpenDB(connector),
+		loadSlot: make(chan struct{}, 1),
+		ro:       sql.OpenDB(sharedConnector{connector}),
+	}
+	// One connection loads; the others answer Columns, LoadState and Ping meanwhile.
+	d.rw.SetMaxOpenConns(4)
+	d.rw.SetMaxIdleConns(4)
+	d.ro.SetMaxOpenConns(4)
+	d.ro.SetMaxIdleConns(0)
+
+	if err := d.init(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
+	}
+	var version string
+	if err := d.rw.QueryRowContext(ctx, `SELECT version()`).Scan(&version); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
+	}
+	logger.Info("warehouse opened", "engine", "duckdb", "version", version, "path", path)
+	return d, nil
+}
+
+// sharedConnector lets a second sql.DB use the same DuckDB instance. It has no
+// Close method, so closing that sql.DB leaves the instance to its owner (rw).
+type sharedConnector struct{ c *duckdb.Connector }
+
+func (s sharedConnector) Connect(ctx context.Context) (driver.Conn, error) { return s.c.Connect(ctx) }
+func (s sharedConnector) Driver() driver.Driver                            { return s.c.Driver() }
+
+func (d *DB) init(ctx context.Context) error {
+	stmts := []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + quoteIdent(warehouse.StateSchema),
+		`CREATE TABLE IF NOT EXISTS ` + stateTable + ` (
+			integration_id BIGINT PRIMARY KEY,
+			position UBIGINT NOT NULL,
+			sequence BIGINT NOT NULL,
+			updated_at TIMESTAMPTZ NOT NULL)`,
+	}
+	for _, s := range stmts {
+		if _, err := d.rw.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("create load state table: %w", err)
+		}
+	}
+	return nil
+}
+
+var stateTable = quoteIdent(warehouse.StateSchema) + "." + quoteIdent(warehouse.StateTable)
+
+// Ping runs a trivial query.
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := d.rw.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("duckdb: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database and releases the file lock. Loads and queries still
+// running fail.
+func (d *DB) Close() error {
+	d.closeOnce.Do(func() {
+		d.closeErr = errors.Join(d.ro.Close(), d.rw.Close())
+	})
+	return d.closeErr
+}
+
+// LoadState returns the committed load state of every integration.
+func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
+	states := map[int64]warehouse.State{}
+	exists, err := tableExists(ctx, d.rw, warehouse.StateSchema, warehouse.StateTable)
+	if err != nil || !exists {
+		return states, err
+	}
+	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, position, sequence FROM `+stateTable)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: read load state: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var s warehouse.State
+		if err := rows.Scan(&id, &s.Position, &s.Sequence); err != nil {
+			return nil, fmt.Errorf("duckdb: read load state: %w", err)
+		}
+		states[id] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("duckdb: read load state: %w", err)
+	}
+	return states, nil
+}
+
+// Columns returns the columns of schema.table in order, nil if the table does not
+// exist. A column of a type hookhouse does not create has Type 0 ("unknown").
+func (d *DB) Columns(ctx context.Context, schema, table string) ([]warehouse.Column, error) {
+	cols, err := columns(ctx, d.rw, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: columns of %s.%s: %w", schema, table, err)
+	}
+	return cols, nil
+}
+
+// queryer is *sql.DB or *sql.Conn.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// columns reads the live catalog; inside a load it runs on the load's connection so
+// that it sees the transaction's own changes. DuckDB matches names without regard to
+// case, and so does this lookup.
+func columns(ctx context.Context, q queryer, schema, table string) ([]warehouse.Column, error) {
+	rows, err := q.QueryContext(ctx, `
+		SELECT c.column_name, c.data_type
+		FROM duckdb_columns() c
+		JOIN duckdb_tables() t USING (database_oid, schema_oid, table_oid)
+		WHERE c.database_name = current_database()
+		  AND lower(c.schema_name) = lower(?) AND lower(c.table_name) = lower(?)
+		ORDER BY c.column_index`, schema, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []warehouse.Column
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		cols = append(cols, warehouse.Column{Name: name, Type: parseType(typ)})
+	}
+	return cols, rows.Err()
+}
+
+func tableExists(ctx context.Context, q queryer, schema, table string) (bool, error) {
+	rows, err := q.QueryContext(ctx, `
+		SELECT 1 FROM duckdb_tables()
+		WHERE database_name = current_database()
+		  AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)`, schema, table)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	exists := rows.Next()
+	return exists, rows.Err()
+}
+
+// sqlType is the DuckDB column type for a warehouse type.
+func sqlType(t warehouse.Type) (string, error) {
+	switch t {
+	case warehouse.Text:
+		return "VARCHAR", nil
+	case warehouse.BigInt:
+		return "BIGINT", nil
+	case warehouse.Double:
+		return "DOUBLE", nil
+	case warehouse.Boolean:
+		return "BOOLEAN", nil
+	case warehouse.Numeric:
+		return "DECIMAL(38,0)", nil
+	case warehouse.Timestamp:
+		return "TIMESTAMPTZ", nil
+	}
+	return "", fmt.Errorf("unknown column type %d", int(t))
+}
+
+// parseType maps a type name from DuckDB's catalog back to a warehouse type; 0 if
+// hookhouse never creates that type.
+func parseType(s string) warehouse.Type {
+	switch strings.ToUpper(s) {
+	case "VARCHAR":
+		return warehouse.Text
+	case "BIGINT":
+		return warehouse.BigInt
+	case "DOUBLE":
+		return warehouse.Double
+	case "BOOLEAN":
+		return warehouse.Boolean
+	case "DECIMAL(38,0)":
+		return warehouse.Numeric
+	case "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ":
+		return warehouse.Timestamp
+	}
+	return 0
+}
+
+// quoteIdent quotes a schema, table or column name for DuckDB.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+func qualified(schema, table string) string {
+	return quoteIdent(schema) + "." + quoteIdent(table)
+}
+
+// detached returns a context for cleanup (ROLLBACK) that still works after ctx is
+// cancelled, bounded so a wedged database cannot hang the caller forever.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}

@@ -1,0 +1,132 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+	"github.com/hookhouse/hookhouse/internal/warehouse/warehousetest"
+)
+
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	d, err := Open(context.Background(), filepath.Join(t.TempDir(), "warehouse.duckdb"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	warehousetest.Run(t, func(t *testing.T) warehouse.Warehouse { return openTest(t) })
+}
+
+var errInjected = errors.New("injected failure before COMMIT")
+
+// TestAppenderRowsRollBack shows that the Appender writes into the load's explicit
+// transaction: its rows are invisible to other connections before COMMIT, and a
+// failure after every table was appended (just before COMMIT) leaves nothing.
+func TestAppenderRowsRollBack(t *testing.T) {
+	ctx := t.Context()
+	d := openTest(t)
+	c := []warehouse.Column{text("id"), bigint("n")}
+	batch := func(pos uint64, ids ...string) *warehouse.Batch {
+		var rows [][]any
+		for i, id := range ids {
+			rows = append(rows, []any{id, int64(i)})
+		}
+		return &warehouse.Batch{Integration: 1, Schema: "atom", State: warehouse.State{Position: pos, Sequence: int64(pos)},
+			Tables: []warehouse.Table{
+				{Name: "data", Columns: c, Rows: rows},
+				{Name: "data__sub", Columns: []warehouse.Column{text("_sdc_source_key_id"), bigint("v")}, Rows: [][]any{{"x", int64(1)}}},
+			}}
+	}
+	if err := d.Load(ctx, batch(1, "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+
+	var sawInside, sawOutside int64
+	d.beforeCommit = func(ctx context.Context, conn *sql.Conn) error {
+		// Inside the transaction the appended rows are there…
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM atom.data`).Scan(&sawInside); err != nil {
+			return err
+		}
+		// …while another connection still sees the last committed state.
+		res, err := d.Query(ctx, `SELECT count(*) FROM atom.data`, 1)
+		if err != nil {
+			return err
+		}
+		sawOutside = res.Rows[0][0].(int64)
+		return errInjected
+	}
+	err := d.Load(ctx, batch(2, "c", "d", "e"))
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("Load = %v, want the injected error", err)
+	}
+	if sawInside != 5 || sawOutside != 2 {
+		t.Errorf("before COMMIT: load transaction saw %d rows (want 5), another connection %d (want 2)", sawInside, sawOutside)
+	}
+	d.beforeCommit = nil
+	assertCount(t, d, "atom.data", 2)
+	assertCount(t, d, "atom.data__sub", 1)
+	st, err := d.LoadState(ctx)
+	if err != nil || st[1] != (warehouse.State{Position: 1, Sequence: 1}) {
+		t.Errorf("LoadState = %v, %v; want position 1", st, err)
+	}
+	// The connection used by the failed load is usable again.
+	if err := d.Load(ctx, batch(2, "c", "d", "e")); err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, d, "atom.data", 5)
+}
+
+// TestLoadSurvivesReopen checks that a committed batch and its state are in the file.
+func TestLoadSurvivesReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "warehouse.duckdb")
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Load(ctx, &warehouse.Batch{Integration: 4, Schema: "keep", State: warehouse.State{Position: 1 << 63, Sequence: 3},
+		Tables: []warehouse.Table{{Name: "data", Columns: []warehouse.Column{text("a")}, Rows: [][]any{{"x"}, {"y"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	assertCount(t, d, "keep.data", 2)
+	st, err := d.LoadState(ctx)
+	if err != nil || st[4] != (warehouse.State{Position: 1 << 63, Sequence: 3}) {
+		t.Errorf("LoadState after reopen = %v, %v", st, err)
+	}
+}
+
+func assertCount(t *testing.T, d *DB, table string, want int64) {
+	t.Helper()
+	res, err := d.Query(t.Context(), `SELECT count(*) FROM `+table, 1)
+	if err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	if got := res.Rows[0][0].(int64); got != want {
+		t.Errorf("%s has %d rows, want %d", table, got, want)
+	}
+}
+
+func text(n string) warehouse.Column   { return warehouse.Column{Name: n, Type: warehouse.Text} }
+func bigint(n string) warehouse.Column { return warehouse.Column{Name: n, Type: warehouse.BigInt} }

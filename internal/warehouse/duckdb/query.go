@@ -1,0 +1,353 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/google/uuid"
+
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+)
+
+// Query runs one SQL statement read-only and returns at most maxRows rows
+// (maxRows <= 0: no limit).
+//
+// Read-only is enforced by DuckDB, in layers:
+//   - the statement runs inside BEGIN TRANSACTION READ ONLY, where DuckDB refuses any
+//     write to the warehouse (INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, sequences);
+//   - DuckDB prepares the text and must find exactly one statement, so a "COMMIT;"
+//     cannot end that transaction before a second statement runs;
+//   - DuckDB classifies the prepared statement and only SELECT (incl. WITH, VALUES,
+//     SHOW, DESCRIBE, PRAGMA of table functions) and EXPLAIN run: statements that act
+//     outside the transaction (ATTACH of an in-memory database, CHECKPOINT, VACUUM,
+//     SET, USE, CREATE TEMP, transaction control) never execute;
+//   - the instance is opened without external access and with its configuration
+//     locked (see instanceConfig), so no statement reads or writes files or loads
+//     extensions, and no SET can undo that.
+//
+// The query runs on its own fresh connection; DuckDB's MVCC lets it read a snapshot
+// while loads commit. Cancelling ctx interrupts it.
+func (d *DB) Query(ctx context.Context, query string, maxRows int) (*warehouse.Result, error) {
+	conn, err := d.ro.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: query: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN TRANSACTION READ ONLY`); err != nil {
+		return nil, fmt.Errorf("duckdb: query: %w", err)
+	}
+	var res *warehouse.Result
+	err = conn.Raw(func(dc any) error {
+		var err error
+		res, err = runReadOnly(ctx, dc.(*duckdb.Conn), query, maxRows, true)
+		return err
+	})
+	rctx, cancel := detached(ctx)
+	defer cancel()
+	// Fails harmlessly if the statement ended the transaction; the connection is
+	// discarded either way.
+	_, _ = conn.ExecContext(rctx, `ROLLBACK`)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: query: %w", classify(err))
+	}
+	return res, nil
+}
+
+// runReadOnly prepares and runs one statement on c, whose READ ONLY transaction the
+// caller has begun. checkType false skips the statement-type check (tests use it to
+// show that the transaction alone refuses writes).
+func runReadOnly(ctx context.Context, c *duckdb.Conn, query string, maxRows int, checkType bool) (*warehouse.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Prepare (unlike PrepareContext) refuses text holding more than one statement.
+	st, err := c.Prepare(query)
+	if err != nil {
+		if strings.Contains(err.Error(), "multi-statement") {
+			return nil, errors.New("send exactly one SQL statement")
+		}
+		return nil, err
+	}
+	stmt := st.(*duckdb.Stmt)
+	defer stmt.Close()
+	if checkType {
+		typ, err := stmt.StatementType()
+		if err != nil {
+			return nil, err
+		}
+		if typ != duckdb.STATEMENT_TYPE_SELECT && typ != duckdb.STATEMENT_TYPE_EXPLAIN {
+			return nil, fmt.Errorf("%w: only SELECT and EXPLAIN statements can run here (this is a %s statement)",
+				warehouse.ErrReadOnly, statementTypeName(typ))
+		}
+	}
+	rows, err := stmt.QueryContext(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+
+	cols := rows.Columns()
+	typeNames := make([]string, len(cols))
+	if tn, ok := rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
+		for i := range cols {
+			typeNames[i] = tn.ColumnTypeDatabaseTypeName(i)
+		}
+	}
+	res := &warehouse.Result{Columns: append([]string{}, cols...), Rows: [][]any{}}
+	vals := make([]driver.Value, len(cols))
+	for {
+		if err := rows.Next(vals); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return nil, err
+		}
+		if maxRows > 0 && len(res.Rows) == maxRows {
+			res.Truncated = true
+			break
+		}
+		row := make([]any, len(cols))
+		for i, v := range vals {
+			row[i] = jsonValue(v, typeNames[i])
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	return res, nil
+}
+
+// classify wraps DuckDB's refusals to write with warehouse.ErrReadOnly.
+func classify(err error) error {
+	if errors.Is(err, warehouse.ErrReadOnly) {
+		return err
+	}
+	var de *duckdb.Error
+	if !errors.As(err, &de) {
+		return err
+	}
+	readOnly := false
+	switch de.Type {
+	case duckdb.ErrorTypeTransaction:
+		readOnly = strings.Contains(de.Msg, "read-only")
+	case duckdb.ErrorTypePermission:
+		readOnly = true // file system access and extension loading are disabled
+	case duckdb.ErrorTypeInvalidInput:
+		readOnly = strings.Contains(de.Msg, "configuration has been locked")
+	}
+	if readOnly {
+		return fmt.Errorf("%w: %w", warehouse.ErrReadOnly, err)
+	}
+	return err
+}
+
+func statementTypeName(t duckdb.StmtType) string {
+	names := map[duckdb.StmtType]string{
+		duckdb.STATEMENT_TYPE_INSERT:       "INSERT",
+		duckdb.STATEMENT_TYPE_UPDATE:       "UPDATE",
+		duckdb.STATEMENT_TYPE_DELETE:       "DELETE",
+		duckdb.STATEMENT_TYPE_PREPARE:      "PREPARE",
+		duckdb.STATEMENT_TYPE_CREATE:       "CREATE",
+		duckdb.STATEMENT_TYPE_EXECUTE:      "EXECUTE",
+		duckdb.STATEMENT_TYPE_ALTER:        "ALTER",
+		duckdb.STATEMENT_TYPE_TRANSACTION:  "transaction control",
+		duckdb.STATEMENT_TYPE_COPY:         "COPY",
+		duckdb.STATEMENT_TYPE_ANALYZE:      "ANALYZE",
+		duckdb.STATEMENT_TYPE_VARIABLE_SET: "SET/USE",
+		duckdb.STATEMENT_TYPE_CREATE_FUNC:  "CREATE FUNCTION",
+		duckdb.STATEMENT_TYPE_DROP:         "DROP",
+		duckdb.STATEMENT_TYPE_EXPORT:       "EXPORT",
+		duckdb.STATEMENT_TYPE_PRAGMA:       "PRAGMA",
+		duckdb.STATEMENT_TYPE_VACUUM:       "VACUUM",
+		duckdb.STATEMENT_TYPE_CALL:         "CALL/CHECKPOINT",
+		duckdb.STATEMENT_TYPE_SET:          "SET",
+		duckdb.STATEMENT_TYPE_LOAD:         "LOAD/INSTALL",
+		duckdb.STATEMENT_TYPE_EXTENSION:    "extension",
+		duckdb.STATEMENT_TYPE_ATTACH:       "ATTACH",
+		duckdb.STATEMENT_TYPE_DETACH:       "DETACH",
+		duckdb.STATEMENT_TYPE_MULTI:        "multi-statement",
+	}
+	if n, ok := names[t]; ok {
+		return n
+	}
+	return "type " + strconv.Itoa(int(t))
+}
+
+const (
+	timestampLayout = "2006-01-02T15:04:05.000000Z07:00"
+	dateLayout      = "2006-01-02"
+	timeLayout      = "15:04:05.000000"
+)
+
+// jsonValue turns a DuckDB value into string, int64, float64, bool or nil (see
+// warehouse.Result). typeName is DuckDB's name of the column type.
+func jsonValue(v any, typeName string) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case bool, string:
+		return x
+	case int64:
+		return x
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x)
+		}
+		return strconv.FormatUint(x, 10)
+	case float64:
+		return jsonFloat(x)
+	case float32:
+		// Via the shortest float32 text, so 0.1 stays 0.1 rather than 0.100000001.
+		f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+		return jsonFloat(f)
+	case time.Time:
+		switch strings.ToUpper(typeName) {
+		case "DATE":
+			return x.Format(dateLayout)
+		case "TIME":
+			return x.Format(timeLayout)
+		case "TIMETZ", "TIME WITH TIME ZONE":
+			return x.Format(timeLayout + "Z07:00")
+		}
+		return x.UTC().Truncate(time.Microsecond).Format(timestampLayout)
+	case duckdb.Decimal:
+		return x.String()
+	case *big.Int:
+		return x.String()
+	case []byte:
+		if strings.EqualFold(typeName, "UUID") && len(x) == 16 {
+			return uuid.UUID(x).String()
+		}
+		return blobString(x)
+	case duckdb.Interval:
+		return intervalString(x)
+	case duckdb.UUID:
+		return uuid.UUID(x).String()
+	}
+	// Lists, structs, maps, unions, JSON: their JSON text.
+	b, err := json.Marshal(nested(v))
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// jsonFloat keeps floats JSON-encodable: NaN and infinities become strings.
+func jsonFloat(f float64) any {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	}
+	return f
+}
+
+// nested converts the inside of a composite value to something encoding/json takes.
+func nested(v any) any {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = nested(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = nested(e)
+		}
+		return out
+	case duckdb.OrderedMap:
+		out := make([]any, 0, x.Len())
+		keys, values := x.Keys(), x.Values()
+		for i := range keys {
+			out = append(out, map[string]any{"key": nested(keys[i]), "value": nested(values[i])})
+		}
+		return out
+	case duckdb.Map:
+		out := make([]any, 0, len(x))
+		for k, e := range x {
+			out = append(out, map[string]any{"key": nested(k), "value": nested(e)})
+		}
+		return out
+	case duckdb.Union:
+		return map[string]any{x.Tag: nested(x.Value)}
+	case []byte:
+		return blobString(x)
+	}
+	return jsonValue(v, "")
+}
+
+// blobString renders bytes the way DuckDB prints a BLOB: printable ASCII as is,
+// everything else as \xHH.
+func blobString(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f && c != '\\' {
+			sb.WriteByte(c)
+			continue
+		}
+		sb.WriteString(`\x`)
+		sb.WriteString(strings.ToUpper(hex.EncodeToString([]byte{c})))
+	}
+	return sb.String()
+}
+
+// intervalString renders an interval as an ISO 8601 duration, e.g. P1M2DT3H0.5S.
+func intervalString(iv duckdb.Interval) string {
+	var sb strings.Builder
+	sb.WriteString("P")
+	if iv.Months != 0 {
+		fmt.Fprintf(&sb, "%dM", iv.Months)
+	}
+	if iv.Days != 0 {
+		fmt.Fprintf(&sb, "%dD", iv.Days)
+	}
+	if iv.Micros != 0 {
+		sb.WriteString("T")
+		micros := iv.Micros
+		if h := micros / 3_600_000_000; h != 0 {
+			fmt.Fprintf(&sb, "%dH", h)
+			micros -= h * 3_600_000_000
+		}
+		if m := micros / 60_000_000; m != 0 {
+			fmt.Fprintf(&sb, "%dM", m)
+			micros -= m * 60_000_000
+		}
+		if micros != 0 {
+			sb.WriteString(strings.TrimRight(strings.TrimRight(
+				strconv.FormatFloat(float64(micros)/1e6, 'f', 6, 64), "0"), "."))
+			sb.WriteString("S")
+		}
+	}
+	if sb.Len() == 1 {
+		return "PT0S"
+	}
+	return sb.String()
+}
