@@ -1,0 +1,262 @@
+// Package postgres is the PostgreSQL warehouse adapter: the shared, server-grade
+// warehouse (SPEC §1). Batches are written with COPY inside one transaction together
+// with the integration's load state; queries run in read-only transactions so that
+// PostgreSQL, not a SQL parser, refuses writes.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+)
+
+// DB is a PostgreSQL warehouse.
+type DB struct {
+	pool *pool
+	log  *slog.Logger
+}
+
+var _ warehouse.Warehouse = (*DB)(nil)
+
+// lockClass is the first key of the two-key advisory locks this package takes, so
+// they never meet single-key locks or other hookhouse components' locks.
+const lockClass = 0x68686c64 // "hhld"
+
+// Open connects to the PostgreSQL database at dsn (a postgres:// URL or key=value
+// string), checks that it answers and creates hookhouse's bookkeeping table
+// "_hookhouse"."load_state" if it is missing.
+func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message may echo the DSN, password included; keep only our words.
+		return nil, errors.New("postgres: cannot parse the warehouse URL; expected postgres://user:password@host:port/database")
+	}
+	if !strings.Contains(dsn, "default_query_exec_mode") {
+		// Describe instead of caching prepared statements: DDL changes tables under
+		// us, the statements differ from batch to batch, and it works behind
+		// PgBouncer's transaction pooling.
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	}
+	db := &DB{pool: newPool(cfg, 0), log: logger}
+	if err := db.ensureStateTable(ctx); err != nil {
+		db.pool.close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) ensureStateTable(ctx context.Context) error {
+	conn, err := db.pool.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: connect to the warehouse: %w; check the URL and that PostgreSQL is running", err)
+	}
+	defer db.pool.release(conn)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: connect to the warehouse: %w; check the URL and that PostgreSQL is running", err)
+	}
+	defer rollback(ctx, tx)
+	schema := pgx.Identifier{warehouse.StateSchema}.Sanitize()
+	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
+	// Two hookhouse processes opening an empty database at once would otherwise
+	// race on CREATE SCHEMA (a unique violation in pg_namespace).
+	sql := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d, %d);
+CREATE SCHEMA IF NOT EXISTS %s;
+CREATE TABLE IF NOT EXISTS %s (
+	integration_id bigint PRIMARY KEY,
+	position bigint NOT NULL,
+	sequence bigint NOT NULL,
+	updated_at timestamptz NOT NULL
+)`, lockClass, schemaLockKey(warehouse.StateSchema), schema, table)
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("postgres: create %s: %w; the role needs CREATE on the database", table, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: create %s: %w", table, err)
+	}
+	return nil
+}
+
+// Ping reports whether the warehouse answers.
+func (db *DB) Ping(ctx context.Context) error {
+	conn, err := db.pool.acquire(ctx)
+	if err == nil {
+		err = conn.Ping(ctx)
+		db.pool.release(conn)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections: idle ones now, busy ones when their call ends.
+func (db *DB) Close() error {
+	db.pool.close()
+	return nil
+}
+
+// LoadState returns the load state of every integration, empty if none was stored.
+func (db *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
+	conn, err := db.pool.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read load state: %w", err)
+	}
+	defer db.pool.release(conn)
+	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
+	rows, err := conn.Query(ctx, "SELECT integration_id, position, sequence FROM "+table)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+			return map[int64]warehouse.State{}, nil // undefined table or schema
+		}
+		return nil, fmt.Errorf("postgres: read load state: %w", err)
+	}
+	state := map[int64]warehouse.State{}
+	var id, pos, seq int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &pos, &seq}, func() error {
+		if pos < 0 {
+			return fmt.Errorf("integration %d has a negative position %d", id, pos)
+		}
+		state[id] = warehouse.State{Position: uint64(pos), Sequence: seq}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read load state: %w", err)
+	}
+	return state, nil
+}
+
+// Columns returns the columns of schema.table in order, nil if it does not exist.
+func (db *DB) Columns(ctx context.Context, schema, table string) ([]warehouse.Column, error) {
+	conn, err := db.pool.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: columns of %s: %w", pgx.Identifier{schema, table}.Sanitize(), err)
+	}
+	defer db.pool.release(conn)
+	tables, err := tableColumns(ctx, conn, schema, []string{table})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: columns of %s: %w", pgx.Identifier{schema, table}.Sanitize(), err)
+	}
+	cols := tables[table]
+	if cols == nil {
+		return nil, nil
+	}
+	out := make([]warehouse.Column, len(cols))
+	for i, c := range cols {
+		out[i] = warehouse.Column{Name: c.name, Type: c.typ}
+	}
+	return out, nil
+}
+
+// pgColumn is a column as the catalog describes it.
+type pgColumn struct {
+	name   string
+	typ    warehouse.Type
+	pgType string // e.g. "integer", for messages
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// tableColumns reads the columns of the named relations of schema, in ordinal order.
+// A missing relation has no entry; one without columns has an empty, non-nil slice.
+func tableColumns(ctx context.Context, q querier, schema string, tables []string) (map[string][]pgColumn, error) {
+	// A domain counts as its base type.
+	rows, err := q.Query(ctx, `
+SELECT c.relname, a.attname,
+       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+       format_type(a.atttypid, a.atttypmod)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY c.relname, a.attnum`, schema, tables)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]pgColumn{}
+	var rel string
+	var name, format pgtype.Text
+	var oid pgtype.Uint32
+	_, err = pgx.ForEachRow(rows, []any{&rel, &name, &oid, &format}, func() error {
+		cols := out[rel]
+		if cols == nil {
+			cols = []pgColumn{}
+		}
+		if name.Valid {
+			cols = append(cols, pgColumn{name: name.String, typ: typeOf(oid.Uint32), pgType: format.String})
+		}
+		out[rel] = cols
+		return nil
+	})
+	return out, err
+}
+
+// typeOf maps a PostgreSQL type to the warehouse type the loader should write; types
+// hookhouse never creates read as the nearest one, and anything else as text.
+func typeOf(oid uint32) warehouse.Type {
+	switch oid {
+	case pgtype.Int8OID, pgtype.Int4OID, pgtype.Int2OID:
+		return warehouse.BigInt
+	case pgtype.Float8OID, pgtype.Float4OID:
+		return warehouse.Double
+	case pgtype.BoolOID:
+		return warehouse.Boolean
+	case pgtype.NumericOID:
+		return warehouse.Numeric
+	case pgtype.TimestamptzOID, pgtype.TimestampOID:
+		return warehouse.Timestamp
+	}
+	return warehouse.Text
+}
+
+// sqlType is the column type hookhouse creates for t.
+func sqlType(t warehouse.Type) string {
+	switch t {
+	case warehouse.Text:
+		return "text"
+	case warehouse.BigInt:
+		return "bigint"
+	case warehouse.Double:
+		return "double precision"
+	case warehouse.Boolean:
+		return "boolean"
+	case warehouse.Numeric:
+		return "numeric"
+	case warehouse.Timestamp:
+		return "timestamp with time zone"
+	}
+	return ""
+}
+
+// schemaLockKey is the second key of the advisory lock that serialises DDL in one
+// schema (FNV-1a of the name).
+func schemaLockKey(schema string) int32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(schema); i++ {
+		h ^= uint32(schema[i])
+		h *= 16777619
+	}
+	return int32(h)
+}
+
+// rollback ends tx if it is still open; after a commit it does nothing.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	tx.Rollback(ctx)
+}
