@@ -1,0 +1,100 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/loader"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are hookhouse's Prometheus metrics. Labels carry only status codes and
+// integration ids: never a token or a payload value.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	accepted  *prometheus.CounterVec
+	loaded    *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	batchSize prometheus.Histogram
+	batchDur  prometheus.Histogram
+	syncDur   prometheus.Histogram
+	syncGroup prometheus.Histogram
+}
+
+func newMetrics(stats func() map[int64]loader.Stats) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_webhook_requests_total", Help: "Webhook requests by HTTP status code.",
+		}, []string{"code"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_records_accepted_total", Help: "Records durably accepted, by integration id.",
+		}, []string{"integration"}),
+		loaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_records_loaded_total", Help: "Records loaded into the warehouse, by integration id.",
+		}, []string{"integration"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_records_rejected_total", Help: "Records written to _sdc_rejected, by integration id.",
+		}, []string{"integration"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookhouse_load_batch_records", Help: "Records per committed load batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookhouse_load_batch_seconds", Help: "Time to flatten and commit one load batch.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		syncDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookhouse_log_fsync_seconds", Help: "Duration of each group commit (write + fsync) of the log.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}),
+		syncGroup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookhouse_log_group_requests", Help: "Requests sharing one fsync.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.accepted, m.loaded, m.rejected, m.batchSize, m.batchDur, m.syncDur, m.syncGroup,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&freshness{stats: stats,
+			backlog: prometheus.NewDesc("hookhouse_backlog_records", "Accepted records not yet loaded.", []string{"integration"}, nil),
+			lag:     prometheus.NewDesc("hookhouse_lag_seconds", "Age of the oldest record not yet loaded.", []string{"integration"}, nil),
+		})
+	return m
+}
+
+func (m *metrics) Request(status int) { m.requests.WithLabelValues(strconv.Itoa(status)).Inc() }
+
+func (m *metrics) Accepted(integration int64, records int) {
+	m.accepted.WithLabelValues(strconv.FormatInt(integration, 10)).Add(float64(records))
+}
+
+func (m *metrics) Batch(integration int64, loaded, rejected int, took time.Duration) {
+	id := strconv.FormatInt(integration, 10)
+	m.loaded.WithLabelValues(id).Add(float64(loaded))
+	m.rejected.WithLabelValues(id).Add(float64(rejected))
+	m.batchSize.Observe(float64(loaded + rejected))
+	m.batchDur.Observe(took.Seconds())
+}
+
+func (m *metrics) Sync(took time.Duration, requests int) {
+	m.syncDur.Observe(took.Seconds())
+	m.syncGroup.Observe(float64(requests))
+}
+
+// freshness reports backlog and lag per integration at scrape time.
+type freshness struct {
+	stats        func() map[int64]loader.Stats
+	backlog, lag *prometheus.Desc
+}
+
+func (f *freshness) Describe(ch chan<- *prometheus.Desc) { ch <- f.backlog; ch <- f.lag }
+
+func (f *freshness) Collect(ch chan<- prometheus.Metric) {
+	for id, s := range f.stats() {
+		l := strconv.FormatInt(id, 10)
+		ch <- prometheus.MustNewConstMetric(f.backlog, prometheus.GaugeValue, float64(s.Backlog), l)
+		ch <- prometheus.MustNewConstMetric(f.lag, prometheus.GaugeValue, s.Lag.Seconds(), l)
+	}
+}

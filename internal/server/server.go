@@ -1,0 +1,299 @@
+// Package server is the composition root: it builds every part from the Config,
+// owns them, opens them in pipeline order and closes them in the same order
+// (stop HTTP, stop loading after flushing the open batch, close the warehouse,
+// close the log).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/config"
+	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/ingest"
+	"github.com/hookhouse/hookhouse/internal/loader"
+	"github.com/hookhouse/hookhouse/internal/state"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
+	"github.com/hookhouse/hookhouse/internal/warehouse/postgres"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Version is the build's version, set by main.
+var Version = "dev"
+
+// Server is a running hookhouse.
+type Server struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	state   *state.Pebble
+	control *control.Store
+	wh      warehouse.Warehouse
+	loader  *loader.Loader
+	metrics *metrics
+	api     *api.API
+	http    *http.Server
+	ln      net.Listener
+
+	// AdminKey is set only on the first start, for the one-time reveal.
+	AdminKey string
+
+	bg     sync.WaitGroup
+	stopBg chan struct{}
+}
+
+// Open builds and starts everything but the HTTP listener (see Serve).
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, logger: logger, stopBg: make(chan struct{})}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("server: create data dir: %w", err)
+	}
+	s.metrics = newMetrics(s.allStats)
+	st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
+		SyncObserver: s.metrics.Sync,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.state = st
+	ctl, err := control.Open(st, state.ErrNotFound, logger.With("component", "control"))
+	if err != nil {
+		s.state.Close()
+		return nil, err
+	}
+	s.control = ctl
+	if err := s.ensureAdminKey(); err != nil {
+		s.state.Close()
+		return nil, err
+	}
+	if cfg.Warehouse == "" {
+		s.wh, err = duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), logger.With("component", "warehouse"))
+	} else {
+		s.wh, err = postgres.Open(ctx, cfg.Warehouse, logger.With("component", "warehouse"))
+	}
+	if err != nil {
+		s.state.Close()
+		return nil, fmt.Errorf("server: open warehouse: %w", err)
+	}
+	s.loader = loader.New(st, s.wh, ctl, loader.Options{
+		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
+		Retention: cfg.Retention, Observe: s.metrics,
+	}, logger.With("component", "loader"))
+	s.loader.Start()
+	s.api = &api.API{
+		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
+		Logger: logger.With("component", "api"),
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.flushLastUsed()
+	}()
+	return s, nil
+}
+
+// ensureAdminKey creates the admin key on first start and writes it to
+// <data>/admin.key (0600) for the CLI on this machine.
+func (s *Server) ensureAdminKey() error {
+	key, err := s.control.EnsureAdminKey()
+	if err != nil {
+		return fmt.Errorf("server: create admin key: %w", err)
+	}
+	if key == "" {
+		return nil
+	}
+	s.AdminKey = key
+	if err := os.WriteFile(s.cfg.AdminKeyPath(), []byte(key+"\n"), 0o600); err != nil {
+		return fmt.Errorf("server: write %s: %w", s.cfg.AdminKeyPath(), err)
+	}
+	return nil
+}
+
+// flushLastUsed writes webhook URLs' last use every few seconds instead of per request.
+func (s *Server) flushLastUsed() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopBg:
+			return
+		case <-t.C:
+			if err := s.control.FlushLastUsed(); err != nil {
+				s.logger.Warn("could not record webhook URL use", "err", err)
+			}
+		}
+	}
+}
+
+// Handler is every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/clients/{id}/token/{token}", &ingest.Handler{
+		Auth: s.control, Log: s.state, MaxBody: s.cfg.MaxBody, RetryAfter: 5,
+		Logger: s.logger.With("component", "ingest"), Observe: s.metrics,
+	})
+	s.api.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /status.json", s.statusJSON)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.registerWeb(mux)
+	return s.logRequests(mux)
+}
+
+// Listen binds the listen address (Addr tells which port was taken).
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve answers HTTP until ctx ends, then shuts everything down in order.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			s.Close(context.Background())
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	s.logger.Info("hookhouse is serving", "addr", s.Addr(), "public_url", s.cfg.PublicURL, "version", Version)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownMax)
+	defer cancel()
+	err := s.Close(sctx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// Close shuts down in pipeline order within ctx.
+func (s *Server) Close(ctx context.Context) error {
+	s.logger.Info("shutting down: finishing in-flight requests")
+	var errs []error
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	s.logger.Info("flushing the open load batch")
+	if err := s.loader.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	close(s.stopBg)
+	s.bg.Wait()
+	if err := s.control.FlushLastUsed(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.wh.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("warehouse close: %w", err))
+	}
+	if err := s.state.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("log close: %w", err))
+	}
+	s.logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if err := s.state.Writable(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "log not writable\n")
+		return
+	}
+	if !s.loader.Running() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "loader not running\n")
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+func (s *Server) apiStats(id int64) api.Stats {
+	st := s.loader.Stats(id)
+	out := api.Stats{
+		RecordsReceived: st.Received, RecordsLoaded: st.Loaded, RecordsRejected: st.Rejected,
+		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(),
+	}
+	if !st.LastReceivedAt.IsZero() {
+		t := st.LastReceivedAt.UTC()
+		out.LastReceivedAt = &t
+	}
+	if !st.LastLoadedAt.IsZero() {
+		t := st.LastLoadedAt.UTC()
+		out.LastLoadedAt = &t
+	}
+	return out
+}
+
+func (s *Server) allStats() map[int64]loader.Stats {
+	out := map[int64]loader.Stats{}
+	for _, in := range s.control.AllIntegrations() {
+		out[in.ID] = s.loader.Stats(in.ID)
+	}
+	return out
+}
+
+// logRequests logs each request with the webhook token masked.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	logger := s.logger.With("component", "http")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelDebug
+		if rec.status >= 500 {
+			level = slog.LevelWarn
+		}
+		logger.Log(r.Context(), level, "request", "method", r.Method, "path", ingest.MaskPath(r.URL.Path),
+			"status", rec.status, "took", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/api"
+)
+
+// Component states (SPEC §8).
+const (
+	Operational = "operational"
+	Degraded    = "degraded"
+	Down        = "down"
+)
+
+// Status is /status.json.
+type Status struct {
+	Status       string              `json:"status"`
+	Version      string              `json:"version"`
+	Components   []Component         `json:"components"`
+	Integrations []IntegrationStatus `json:"integrations,omitempty"`
+}
+
+// Component is one part's state.
+type Component struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// IntegrationStatus is an integration's freshness (admin only).
+type IntegrationStatus struct {
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Schema string `json:"schema"`
+	api.Stats
+}
+
+// Status computes the current status; details adds per-integration freshness.
+func (s *Server) Status(ctx context.Context, details bool) Status {
+	st := Status{Version: Version}
+	st.Components = append(st.Components, Component{Name: "receiver", Status: Operational})
+	logc := Component{Name: "log", Status: Operational}
+	if err := s.state.Writable(); err != nil {
+		logc.Status, logc.Message = Down, "the log cannot take writes: "+err.Error()
+	}
+	st.Components = append(st.Components, logc)
+	loadc := Component{Name: "loader", Status: Operational}
+	lerr, since := s.loader.LastError()
+	switch {
+	case !s.loader.Running():
+		loadc.Status, loadc.Message = Down, "the loader is not running"
+	case lerr != nil:
+		loadc.Status, loadc.Message = Degraded, "loading has been failing since "+since.UTC().Format(time.RFC3339)+"; records wait in the log"
+	}
+	st.Components = append(st.Components, loadc)
+	whc := Component{Name: "warehouse", Status: Operational}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.wh.Ping(pctx); err != nil {
+		whc.Status, whc.Message = Down, "the warehouse is unreachable; records wait in the log"
+	}
+	st.Components = append(st.Components, whc)
+	st.Status = Operational
+	for _, c := range st.Components {
+		if c.Status == Down {
+			st.Status = Down
+		} else if c.Status == Degraded && st.Status == Operational {
+			st.Status = Degraded
+		}
+	}
+	if details {
+		for _, in := range s.control.Integrations() {
+			st.Integrations = append(st.Integrations, IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema, Stats: s.apiStats(in.ID)})
+		}
+	}
+	return st
+}
+
+func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
+	details := false
+	if key, ok := api.BearerKey(r); ok && s.control.CheckAdminKey(key) {
+		details = true
+	}
+	if s.hasSession(r) {
+		details = true
+	}
+	st := s.Status(r.Context(), details)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if st.Status == Down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(st)
+}
