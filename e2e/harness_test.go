@@ -196,3 +196,12 @@ func setupVero(t testing.TB, in *instance) (int64, string) {
 	}
 	return integ.ID, in.hookURL(u.URL)
 }
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
