@@ -38,17 +38,16 @@ func (db *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 			Hint: "the batch is malformed; this is a hookhouse bug, please report it"}
 	}
 	start := time.Now()
-	conn, err := db.pool.acquire(ctx)
+	var tx pgx.Tx
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tx, err = c.Begin(ctx)
+		return err
+	})
 	if err != nil {
 		return &LoadError{Integration: b.Integration, Schema: b.Schema, Err: err,
 			Hint: "cannot reach the warehouse; check that PostgreSQL is running and reachable, loading resumes by itself"}
 	}
 	defer db.pool.release(conn)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return &LoadError{Integration: b.Integration, Schema: b.Schema, Err: err,
-			Hint: "cannot reach the warehouse; check that PostgreSQL is running and reachable, loading resumes by itself"}
-	}
 	defer rollback(ctx, tx)
 
 	l := &load{db: db, tx: tx, b: b}

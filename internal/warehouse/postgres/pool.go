@@ -46,14 +46,15 @@ func newPool(cfg *pgx.ConnConfig, maxConns int) *pool {
 	return &pool{cfg: cfg, slots: make(chan struct{}, maxConns), idle: make(chan idleConn, maxConns)}
 }
 
-// acquire returns a live connection; give it back with release.
-func (p *pool) acquire(ctx context.Context) (*pgx.Conn, error) {
+// acquire returns a connection, and whether it was used before; give it back with
+// release.
+func (p *pool) acquire(ctx context.Context) (_ *pgx.Conn, reused bool, _ error) {
 	for {
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
 		if closed {
-			return nil, errPoolClosed
+			return nil, false, errPoolClosed
 		}
 		var ic idleConn
 		select {
@@ -65,11 +66,11 @@ func (p *pool) acquire(ctx context.Context) (*pgx.Conn, error) {
 				conn, err := pgx.ConnectConfig(ctx, p.cfg)
 				if err != nil {
 					<-p.slots
-					return nil, err
+					return nil, false, err
 				}
-				return conn, nil
+				return conn, false, nil
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, false, ctx.Err()
 			}
 		}
 		idle := time.Since(ic.since)
@@ -81,12 +82,12 @@ func (p *pool) acquire(ctx context.Context) (*pgx.Conn, error) {
 			if err := ic.conn.Ping(ctx); err != nil {
 				p.discard(ic.conn)
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return nil, false, ctx.Err()
 				}
 				continue
 			}
 		}
-		return ic.conn, nil
+		return ic.conn, true, nil
 	}
 }
 
@@ -107,6 +108,26 @@ func (p *pool) discard(conn *pgx.Conn) {
 	defer cancel()
 	conn.Close(ctx)
 	<-p.slots
+}
+
+// conn returns a pooled connection on which first succeeded; give it back with
+// p.release. A connection the server closed while it sat idle for less than
+// pingAfter (a quick restart) fails on first use; then first runs once more on
+// another connection, so first must be safe to repeat: a BEGIN, a read, a ping.
+func (p *pool) conn(ctx context.Context, first func(*pgx.Conn) error) (*pgx.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := p.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err = first(conn); err == nil {
+			return conn, nil
+		}
+		p.release(conn)
+		if attempt > 0 || !reused || !conn.IsClosed() || ctx.Err() != nil {
+			return nil, err
+		}
+	}
 }
 
 // close closes the idle connections now and the others as they are released.

@@ -57,15 +57,15 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 }
 
 func (db *DB) ensureStateTable(ctx context.Context) error {
-	conn, err := db.pool.acquire(ctx)
+	var tx pgx.Tx
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tx, err = c.Begin(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: connect to the warehouse: %w; check the URL and that PostgreSQL is running", err)
 	}
 	defer db.pool.release(conn)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: connect to the warehouse: %w; check the URL and that PostgreSQL is running", err)
-	}
 	defer rollback(ctx, tx)
 	schema := pgx.Identifier{warehouse.StateSchema}.Sanitize()
 	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
@@ -90,14 +90,11 @@ CREATE TABLE IF NOT EXISTS %s (
 
 // Ping reports whether the warehouse answers.
 func (db *DB) Ping(ctx context.Context) error {
-	conn, err := db.pool.acquire(ctx)
-	if err == nil {
-		err = conn.Ping(ctx)
-		db.pool.release(conn)
-	}
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) error { return c.Ping(ctx) })
 	if err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
+	db.pool.release(conn)
 	return nil
 }
 
@@ -109,13 +106,24 @@ func (db *DB) Close() error {
 
 // LoadState returns the load state of every integration, empty if none was stored.
 func (db *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
-	conn, err := db.pool.acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: read load state: %w", err)
-	}
-	defer db.pool.release(conn)
 	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
-	rows, err := conn.Query(ctx, "SELECT integration_id, position, sequence FROM "+table)
+	var state map[int64]warehouse.State
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, "SELECT integration_id, position, sequence FROM "+table)
+		if err != nil {
+			return err
+		}
+		state = map[int64]warehouse.State{}
+		var id, pos, seq int64
+		_, err = pgx.ForEachRow(rows, []any{&id, &pos, &seq}, func() error {
+			if pos < 0 {
+				return fmt.Errorf("integration %d has a negative position %d", id, pos)
+			}
+			state[id] = warehouse.State{Position: uint64(pos), Sequence: seq}
+			return nil
+		})
+		return err
+	})
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
@@ -123,32 +131,21 @@ func (db *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) 
 		}
 		return nil, fmt.Errorf("postgres: read load state: %w", err)
 	}
-	state := map[int64]warehouse.State{}
-	var id, pos, seq int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &pos, &seq}, func() error {
-		if pos < 0 {
-			return fmt.Errorf("integration %d has a negative position %d", id, pos)
-		}
-		state[id] = warehouse.State{Position: uint64(pos), Sequence: seq}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: read load state: %w", err)
-	}
+	db.pool.release(conn)
 	return state, nil
 }
 
 // Columns returns the columns of schema.table in order, nil if it does not exist.
 func (db *DB) Columns(ctx context.Context, schema, table string) ([]warehouse.Column, error) {
-	conn, err := db.pool.acquire(ctx)
+	var tables map[string][]pgColumn
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tables, err = tableColumns(ctx, c, schema, []string{table})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: columns of %s: %w", pgx.Identifier{schema, table}.Sanitize(), err)
 	}
-	defer db.pool.release(conn)
-	tables, err := tableColumns(ctx, conn, schema, []string{table})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: columns of %s: %w", pgx.Identifier{schema, table}.Sanitize(), err)
-	}
+	db.pool.release(conn)
 	cols := tables[table]
 	if cols == nil {
 		return nil, nil

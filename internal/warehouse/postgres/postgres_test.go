@@ -339,12 +339,15 @@ func TestUpsertKeysAndSubtables(t *testing.T) {
 	}
 }
 
-// TestConcurrentSchemaCreation loads into one new schema from many connections at
-// once: without the advisory lock PostgreSQL fails some CREATE SCHEMA/TABLE IF NOT
-// EXISTS with a unique violation.
+// TestConcurrentSchemaCreation opens and loads into one new schema from many
+// sessions at once: without the advisory locks PostgreSQL fails some CREATE
+// SCHEMA/TABLE IF NOT EXISTS with a unique violation.
 func TestConcurrentSchemaCreation(t *testing.T) {
-	_, dsn := openDB(t)
 	for round := range 3 {
+		dsn, err := pgtest.Shared(t).NewDatabase(t.Context()) // no _hookhouse schema yet
+		if err != nil {
+			t.Fatal(err)
+		}
 		schema := fmt.Sprintf("race_%d", round)
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)

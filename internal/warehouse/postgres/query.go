@@ -31,19 +31,25 @@ func (db *DB) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Re
 	if maxRows <= 0 || maxRows >= math.MaxInt32 {
 		maxRows = 0 // no limit
 	}
-	conn, err := db.pool.acquire(ctx)
+	var tx pgx.Tx
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tx, err = begin(ctx, c)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: query: %w", err)
 	}
 	// A connection left inside a transaction is closed, not reused, on release.
 	defer db.pool.release(conn)
 
-	res, err := db.queryCursor(ctx, conn, sql, maxRows)
+	res, err := queryCursor(ctx, conn, tx, sql, maxRows)
 	var pgErr *pgconn.PgError
 	if err != nil && errors.As(err, &pgErr) && (pgErr.Code == "42601" || pgErr.Code == "0A000") {
 		// Not something a cursor can hold (SHOW, EXPLAIN, a write, a syntax error):
 		// run it as it is, for its own result or its own error message.
-		res, err = db.queryDirect(ctx, conn, sql, maxRows)
+		if tx, err = begin(ctx, conn); err == nil {
+			res, err = queryDirect(ctx, conn, tx, sql, maxRows)
+		}
 	}
 	if err != nil {
 		if errors.As(err, &pgErr) && pgErr.Code == "25006" {
@@ -85,11 +91,7 @@ func end(ctx context.Context, conn *pgx.Conn, tx pgx.Tx) {
 
 // queryCursor fetches through a cursor so that truncation stops the query instead of
 // reading the rest of a large result only to discard it.
-func (db *DB) queryCursor(ctx context.Context, conn *pgx.Conn, sql string, maxRows int) (*warehouse.Result, error) {
-	tx, err := begin(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
+func queryCursor(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, sql string, maxRows int) (*warehouse.Result, error) {
 	defer end(ctx, conn, tx)
 	// Exec with no arguments would use the simple protocol, which runs several
 	// statements; ExecParams is the extended protocol: exactly one.
@@ -108,11 +110,7 @@ func (db *DB) queryCursor(ctx context.Context, conn *pgx.Conn, sql string, maxRo
 	return collect(rows, maxRows)
 }
 
-func (db *DB) queryDirect(ctx context.Context, conn *pgx.Conn, sql string, maxRows int) (*warehouse.Result, error) {
-	tx, err := begin(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
+func queryDirect(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, sql string, maxRows int) (*warehouse.Result, error) {
 	defer end(ctx, conn, tx)
 	// DescribeExec: extended protocol with an unnamed statement, never cached.
 	rows, err := tx.Query(ctx, sql, pgx.QueryExecModeDescribeExec)
