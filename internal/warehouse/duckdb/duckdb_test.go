@@ -130,3 +130,34 @@ func assertCount(t *testing.T, d *DB, table string, want int64) {
 
 func text(n string) warehouse.Column   { return warehouse.Column{Name: n, Type: warehouse.Text} }
 func bigint(n string) warehouse.Column { return warehouse.Column{Name: n, Type: warehouse.BigInt} }
+
+// TestAppenderAutoFlushRollsBack loads more rows than the Appender buffers before it
+// flushes on its own (DuckDB flushes every 204,800 rows), then fails before COMMIT.
+func TestAppenderAutoFlushRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 250,000 rows")
+	}
+	ctx := t.Context()
+	d := openTest(t)
+	rows := make([][]any, 250_000)
+	for i := range rows {
+		rows[i] = []any{int64(i)}
+	}
+	b := &warehouse.Batch{Integration: 1, Schema: "big", State: warehouse.State{Position: 1},
+		Tables: []warehouse.Table{{Name: "data", Columns: []warehouse.Column{bigint("n")}}}}
+	if err := d.Load(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Tables[0].Rows = rows
+	b.State.Position = 2
+	d.beforeCommit = func(context.Context, *sql.Conn) error { return errInjected }
+	if err := d.Load(ctx, b); !errors.Is(err, errInjected) {
+		t.Fatalf("Load = %v, want the injected error", err)
+	}
+	assertCount(t, d, "big.data", 0)
+	d.beforeCommit = nil
+	if err := d.Load(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	assertCount(t, d, "big.data", 250_000)
+}

@@ -28,7 +28,10 @@ const keysTable = `temp.main."_hookhouse_keys"`
 // Loads are serialized: DuckDB lets two transactions that change the same catalog
 // entries conflict at COMMIT, and the Appender is fast enough that one writer at a
 // time is not the bottleneck.
-func (d *DB) Load(ctx context.Context, b *Batch) error {
+func (d *DB) Load(ctx context.Context, b *warehouse.Batch) error {
+	if b == nil {
+		return errors.New("duckdb: load: nil batch")
+	}
 	if err := validateBatch(b); err != nil {
 		return fmt.Errorf("duckdb: load integration %d: %w", b.Integration, err)
 	}
@@ -50,10 +53,7 @@ func (d *DB) Load(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-// Batch is warehouse.Batch; the alias keeps signatures short.
-type Batch = warehouse.Batch
-
-func (d *DB) load(ctx context.Context, b *Batch) (rows int, err error) {
+func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error) {
 	conn, err := d.rw.Conn(ctx)
 	if err != nil {
 		return 0, err
@@ -115,7 +115,7 @@ func (d *DB) load(ctx context.Context, b *Batch) (rows int, err error) {
 }
 
 // validateBatch catches what would otherwise surface as confusing SQL errors.
-func validateBatch(b *Batch) error {
+func validateBatch(b *warehouse.Batch) error {
 	if b.Schema == "" {
 		return errors.New("batch has no schema")
 	}
@@ -165,7 +165,7 @@ func keyIndex(cols []warehouse.Column, key string) int {
 
 // evolve creates the schema and each table, or adds the columns a table lacks, as
 // the live catalog inside the transaction shows it.
-func evolve(ctx context.Context, conn *sql.Conn, b *Batch) error {
+func evolve(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
 	if _, err := conn.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(b.Schema)); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
@@ -203,7 +203,7 @@ func evolve(ctx context.Context, conn *sql.Conn, b *Batch) error {
 	return nil
 }
 
-func createTable(ctx context.Context, conn *sql.Conn, b *Batch, t *warehouse.Table) error {
+func createTable(ctx context.Context, conn *sql.Conn, b *warehouse.Batch, t *warehouse.Table) error {
 	var sb strings.Builder
 	sb.WriteString(`CREATE TABLE IF NOT EXISTS `)
 	sb.WriteString(qualified(b.Schema, t.Name))
@@ -227,7 +227,7 @@ func createTable(ctx context.Context, conn *sql.Conn, b *Batch, t *warehouse.Tab
 // brings again and the rows of every subtable of the schema that hang off those keys.
 // Every subtable, not only those in the batch: a record whose array became empty
 // brings no subtable rows, yet its old elements must go.
-func deleteReplaced(ctx context.Context, conn *sql.Conn, b *Batch) error {
+func deleteReplaced(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
 	var data *warehouse.Table
 	for i := range b.Tables {
 		if b.Tables[i].Name == warehouse.DataTable {

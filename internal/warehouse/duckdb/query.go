@@ -37,7 +37,8 @@ import (
 //     extensions, and no SET can undo that.
 //
 // The query runs on its own fresh connection; DuckDB's MVCC lets it read a snapshot
-// while loads commit. Cancelling ctx interrupts it.
+// while loads commit. Cancelling ctx interrupts it. With maxRows > 0 a SELECT runs
+// under a LIMIT (see limitedStmt), so a query over a big table costs what it returns.
 func (d *DB) Query(ctx context.Context, query string, maxRows int) (*warehouse.Result, error) {
 	conn, err := d.ro.Conn(ctx)
 	if err != nil {
@@ -91,6 +92,12 @@ func runReadOnly(ctx context.Context, c *duckdb.Conn, query string, maxRows int,
 				warehouse.ErrReadOnly, statementTypeName(typ))
 		}
 	}
+	if maxRows > 0 && checkType {
+		if limited := limitedStmt(c, stmt, query, maxRows); limited != nil {
+			defer limited.Close()
+			stmt = limited
+		}
+	}
 	rows, err := stmt.QueryContext(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -124,6 +131,50 @@ func runReadOnly(ctx context.Context, c *duckdb.Conn, query string, maxRows int,
 		res.Rows = append(res.Rows, row)
 	}
 	return res, nil
+}
+
+// limitedStmt returns the SELECT orig wrapped in a LIMIT of maxRows+1, or nil if
+// that is not the same query. DuckDB materializes a result before the first row is
+// fetched, so without the LIMIT "SELECT * FROM big" would build the whole table in
+// the server's memory to return a screenful. The wrapped text is only used if DuckDB
+// prepares it as one SELECT with the same column names (a subquery renames
+// duplicate names, and SHOW/PRAGMA forms cannot be wrapped); it still runs in the
+// READ ONLY transaction. DuckDB keeps a subquery's ORDER BY through the LIMIT.
+func limitedStmt(c *duckdb.Conn, orig *duckdb.Stmt, query string, maxRows int) *duckdb.Stmt {
+	query = strings.TrimRight(query, "; \t\r\n")
+	st, err := c.Prepare("SELECT * FROM (\n" + query + "\n) AS hookhouse_query LIMIT " + strconv.Itoa(maxRows+1))
+	if err != nil {
+		return nil
+	}
+	limited := st.(*duckdb.Stmt)
+	if !sameColumns(orig, limited) {
+		limited.Close()
+		return nil
+	}
+	return limited
+}
+
+func sameColumns(a, b *duckdb.Stmt) bool {
+	if typ, err := b.StatementType(); err != nil || typ != duckdb.STATEMENT_TYPE_SELECT {
+		return false
+	}
+	n, err := a.ColumnCount()
+	if m, err2 := b.ColumnCount(); err != nil || err2 != nil || n != m {
+		return false
+	}
+	for i := range n {
+		an, err := a.ColumnName(i)
+		bn, err2 := b.ColumnName(i)
+		if err != nil || err2 != nil || an != bn {
+			return false
+		}
+		at, err := a.ColumnType(i)
+		bt, err2 := b.ColumnType(i)
+		if err != nil || err2 != nil || at != bt {
+			return false
+		}
+	}
+	return true
 }
 
 // classify wraps DuckDB's refusals to write with warehouse.ErrReadOnly.

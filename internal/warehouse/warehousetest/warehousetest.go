@@ -22,6 +22,7 @@
 package warehousetest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) warehouse.Warehouse) {
 		{"StateOnlyFromCommittedBatches", testStateOnlyFromCommittedBatches},
 		{"FailedFirstBatchLeavesNoTables", testFailedFirstBatch},
 		{"BatchWithoutTablesStoresState", testBatchWithoutTables},
+		{"CancelledLoadLeavesNothing", testCancelledLoad},
 		{"UpsertBigIntKey", func(t *testing.T, w warehouse.Warehouse) { testUpsert(t, w, warehouse.BigInt) }},
 		{"UpsertTextKey", func(t *testing.T, w warehouse.Warehouse) { testUpsert(t, w, warehouse.Text) }},
 		{"QuotesIdentifiers", testQuotesIdentifiers},
@@ -445,6 +447,18 @@ func testFailedFirstBatch(t *testing.T, w warehouse.Warehouse) {
 	}
 	wantColumns(t, w, "fresh", "data", nil)
 	wantColumns(t, w, "fresh", "data__x", nil)
+	wantState(t, w, map[int64]warehouse.State{})
+}
+
+func testCancelledLoad(t *testing.T, w warehouse.Warehouse) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := w.Load(ctx, &warehouse.Batch{Integration: 1, Schema: "cancelled", State: warehouse.State{Position: 1},
+		Tables: []warehouse.Table{{Name: "data", Columns: []warehouse.Column{text("a")}, Rows: [][]any{{"x"}}}}})
+	if err == nil {
+		t.Fatal("Load with a cancelled context succeeded")
+	}
+	wantColumns(t, w, "cancelled", "data", nil)
 	wantState(t, w, map[int64]warehouse.State{})
 }
 
