@@ -55,8 +55,21 @@ func (db *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return &LoadError{Integration: b.Integration, Schema: b.Schema, Err: fmt.Errorf("commit: %w", err),
-			Hint: "the batch was not stored and will be retried"}
+		hint := "the batch was not stored and will be retried"
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			// The connection broke during COMMIT: the server may have committed.
+			hint = "the connection broke during COMMIT, so the batch may or may not be stored; " +
+				"resume from LoadState, which is committed together with the rows"
+		}
+		return &LoadError{Integration: b.Integration, Schema: b.Schema, Err: fmt.Errorf("commit: %w", err), Hint: hint}
+	}
+	// Schema changes are logged once they are real.
+	for _, name := range l.created {
+		db.log.Info("created table", "integration", b.Integration, "schema", b.Schema, "table", name)
+	}
+	for _, a := range l.added {
+		db.log.Info("added columns", "integration", b.Integration, "schema", b.Schema, "table", a.table, "columns", a.columns)
 	}
 	rows := 0
 	for _, t := range b.Tables {
@@ -99,6 +112,13 @@ type load struct {
 	b  *warehouse.Batch
 
 	existing map[string][]pgColumn // batch tables as they were before this batch
+	created  []string              // tables this batch creates, for the log
+	added    []addedColumns        // columns this batch adds, for the log
+}
+
+type addedColumns struct {
+	table   string
+	columns []string
 }
 
 func (l *load) fail(table string, err error, hint string) error {
@@ -199,8 +219,7 @@ func (l *load) evolve(ctx context.Context) error {
 				// Upserts delete a key's subtable rows on every batch.
 				ddl = append(ddl, "CREATE INDEX ON "+table+" ("+pgx.Identifier{t.Columns[0].Name}.Sanitize()+")")
 			}
-			l.db.log.Info("creating table", "integration", b.Integration, "schema", b.Schema,
-				"table", t.Name, "columns", len(t.Columns))
+			l.created = append(l.created, t.Name)
 			continue
 		}
 		byName := make(map[string]pgColumn, len(have))
@@ -241,8 +260,7 @@ func (l *load) evolve(ctx context.Context) error {
 		if len(adds) > 0 {
 			ddl = append(ddl, "ALTER TABLE "+table+"\n\t"+strings.Join(adds, ",\n\t"))
 			if len(added) > 0 {
-				l.db.log.Info("adding columns", "integration", b.Integration, "schema", b.Schema,
-					"table", t.Name, "columns", added)
+				l.added = append(l.added, addedColumns{t.Name, added})
 			}
 		}
 	}
@@ -276,8 +294,8 @@ func isSubtable(name string) bool {
 }
 
 // write puts t's rows into the warehouse: COPY straight into the table, or for an
-// upsert batch's data table COPY into a staging table and upsert from there; an
-// upsert batch first empties a subtable of the keys it rewrites.
+// upsert batch's data table COPY into a staging table, upsert from there and clear
+// the subtable rows of the rewritten keys (so the data table must come first).
 func (l *load) write(ctx context.Context, t *warehouse.Table) error {
 	b := l.b
 	upsertData := b.Key != "" && t.Name == warehouse.DataTable

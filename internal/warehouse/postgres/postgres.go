@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,13 +28,17 @@ type DB struct {
 
 var _ warehouse.Warehouse = (*DB)(nil)
 
+// defaultConnectTimeout applies when the URL sets no connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
 // lockClass is the first key of the two-key advisory locks this package takes, so
 // they never meet single-key locks or other hookhouse components' locks.
 const lockClass = 0x68686c64 // "hhld"
 
 // Open connects to the PostgreSQL database at dsn (a postgres:// URL or key=value
 // string), checks that it answers and creates hookhouse's bookkeeping table
-// "_hookhouse"."load_state" if it is missing.
+// "_hookhouse"."load_state" if it is missing. Besides libpq's parameters the URL may
+// set pool_max_conns (default: the larger of 4 and the number of CPUs).
 func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -48,7 +54,19 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 		// PgBouncer's transaction pooling.
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
 	}
-	db := &DB{pool: newPool(cfg, 0), log: logger}
+	if cfg.ConnectTimeout == 0 {
+		// An unreachable host should fail a call, not hang it for minutes.
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
+	// pool_max_conns as pgxpool spells it; PostgreSQL must not see it.
+	maxConns := 0
+	if v, ok := cfg.RuntimeParams["pool_max_conns"]; ok {
+		delete(cfg.RuntimeParams, "pool_max_conns")
+		if maxConns, err = strconv.Atoi(v); err != nil || maxConns < 1 {
+			return nil, fmt.Errorf("postgres: pool_max_conns=%q in the warehouse URL must be a positive integer", v)
+		}
+	}
+	db := &DB{pool: newPool(cfg, maxConns), log: logger}
 	if err := db.ensureStateTable(ctx); err != nil {
 		db.pool.close()
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -504,4 +505,40 @@ func TestOpenFailsClearly(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("Open of a bad URL = %v", err)
 	}
+}
+
+func TestPoolMaxConns(t *testing.T) {
+	dsn, err := pgtest.Shared(t).NewDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(dsn)
+	q := u.Query()
+	q.Set("pool_max_conns", "zero")
+	u.RawQuery = q.Encode()
+	if _, err := Open(t.Context(), u.String(), nil); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
+		t.Fatalf("Open with a bad pool_max_conns = %v", err)
+	}
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	db, err := Open(t.Context(), u.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// One connection serves every caller in turn.
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			res, err := db.Query(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()`, 1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if n := res.Rows[0][0].(int64); n != 1 {
+				t.Errorf("%d sessions, want 1", n)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -24,9 +24,10 @@ const queryTimeout = 30 * time.Second
 const cursorName = "hookhouse_query"
 
 // Query runs sql in a read-only transaction that is always rolled back, and returns
-// at most maxRows rows (all of them when maxRows <= 0). PostgreSQL refuses writes (SQLSTATE 25006); such an error
-// wraps warehouse.ErrReadOnly. sql must be a single statement: it is sent with the
-// extended protocol, which refuses several, so nothing can COMMIT its way out.
+// at most maxRows rows (all of them when maxRows <= 0). PostgreSQL refuses writes
+// (SQLSTATE 25006); such an error wraps warehouse.ErrReadOnly. sql must be a single
+// statement: it is sent with the extended protocol, which refuses several, so
+// nothing can COMMIT its way out and then write.
 func (db *DB) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Result, error) {
 	if maxRows <= 0 || maxRows >= math.MaxInt32 {
 		maxRows = 0 // no limit
