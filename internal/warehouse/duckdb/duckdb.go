@@ -28,8 +28,10 @@ var _ warehouse.Warehouse = (*DB)(nil)
 
 // DB is a DuckDB warehouse. It is safe for concurrent use.
 type DB struct {
-	logger *slog.Logger
-	path   string
+	logger     *slog.Logger
+	path       string
+	catalog    string // DuckDB's name for the file's database, e.g. "warehouse"
+	stateTable string // qualified name of the load state table
 
 	// rw serves Load, Columns, LoadState and Ping. Loads take loadSlot first, so at
 	// most one write transaction is open at a time: concurrent DuckDB transactions
@@ -95,12 +97,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	d.ro.SetMaxOpenConns(4)
 	d.ro.SetMaxIdleConns(0)
 
-	if err := d.init(ctx); err != nil {
+	var version string
+	if err := d.rw.QueryRowContext(ctx, `SELECT version(), current_database()`).Scan(&version, &d.catalog); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
 	}
-	var version string
-	if err := d.rw.QueryRowContext(ctx, `SELECT version()`).Scan(&version); err != nil {
+	d.stateTable = quoteIdent(d.catalog) + "." + quoteIdent(warehouse.StateSchema) + "." + quoteIdent(warehouse.StateTable)
+	if err := d.init(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
 	}
@@ -117,8 +120,8 @@ func (s sharedConnector) Driver() driver.Driver                            { ret
 
 func (d *DB) init(ctx context.Context) error {
 	stmts := []string{
-		`CREATE SCHEMA IF NOT EXISTS ` + quoteIdent(warehouse.StateSchema),
-		`CREATE TABLE IF NOT EXISTS ` + stateTable + ` (
+		`CREATE SCHEMA IF NOT EXISTS ` + quoteIdent(d.catalog) + "." + quoteIdent(warehouse.StateSchema),
+		`CREATE TABLE IF NOT EXISTS ` + d.stateTable + ` (
 			integration_id BIGINT PRIMARY KEY,
 			position UBIGINT NOT NULL,
 			sequence BIGINT NOT NULL,
@@ -131,8 +134,6 @@ func (d *DB) init(ctx context.Context) error {
 	}
 	return nil
 }
-
-var stateTable = quoteIdent(warehouse.StateSchema) + "." + quoteIdent(warehouse.StateTable)
 
 // Ping runs a trivial query.
 func (d *DB) Ping(ctx context.Context) error {
@@ -159,7 +160,7 @@ func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	if err != nil || !exists {
 		return states, err
 	}
-	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, position, sequence FROM `+stateTable)
+	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, position, sequence FROM `+d.stateTable)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: read load state: %w", err)
 	}
@@ -274,10 +275,6 @@ func parseType(s string) warehouse.Type {
 // quoteIdent quotes a schema, table or column name for DuckDB.
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-func qualified(schema, table string) string {
-	return quoteIdent(schema) + "." + quoteIdent(table)
 }
 
 // detached returns a context for cleanup (ROLLBACK) that still works after ctx is

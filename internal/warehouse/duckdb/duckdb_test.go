@@ -161,3 +161,28 @@ func TestAppenderAutoFlushRollsBack(t *testing.T) {
 	}
 	assertCount(t, d, "big.data", 250_000)
 }
+
+// TestSchemasNamedLikeCatalogs loads into schemas whose names DuckDB also uses for
+// catalogs; unqualified, "temp"."data" would be ambiguous.
+func TestSchemasNamedLikeCatalogs(t *testing.T) {
+	d := openTest(t)
+	for _, s := range []string{"temp", "system", "main", "memory", "warehouse"} {
+		b := &warehouse.Batch{Integration: 1, Schema: s, Key: "a", State: warehouse.State{Position: 1},
+			Tables: []warehouse.Table{
+				{Name: "data", Columns: []warehouse.Column{text("a")}, Rows: [][]any{{"x"}}},
+				{Name: "data__l", Columns: []warehouse.Column{text("_sdc_source_key_a"), text("v")}, Rows: [][]any{{"x", "1"}}},
+			}}
+		for range 2 {
+			if err := d.Load(t.Context(), b); err != nil {
+				t.Fatalf("schema %s: %v", s, err)
+			}
+			b.Tables[0].Columns = append(b.Tables[0].Columns, text("b"))
+		}
+		cols, err := d.Columns(t.Context(), s, "data")
+		if err != nil || len(cols) != 2 {
+			t.Errorf("schema %s: Columns = %v, %v", s, cols, err)
+		}
+		assertCount(t, d, `warehouse."`+s+`".data`, 1)
+		assertCount(t, d, `warehouse."`+s+`".data__l`, 1)
+	}
+}

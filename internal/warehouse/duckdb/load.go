@@ -77,21 +77,22 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 		}
 	}()
 
-	if err := evolve(ctx, conn, b); err != nil {
+	tx := &loadTx{conn: conn, catalog: d.catalog, b: b}
+	if err := tx.evolve(ctx); err != nil {
 		return 0, err
 	}
 	if b.Key != "" {
-		if err := deleteReplaced(ctx, conn, b); err != nil {
+		if err := tx.deleteReplaced(ctx); err != nil {
 			return 0, err
 		}
 	}
 	for i := range b.Tables {
-		if err := appendRows(ctx, conn, b.Schema, &b.Tables[i]); err != nil {
+		if err := tx.appendRows(ctx, &b.Tables[i]); err != nil {
 			return 0, err
 		}
 		rows += len(b.Tables[i].Rows)
 	}
-	if _, err := conn.ExecContext(ctx, `INSERT INTO `+stateTable+` (integration_id, position, sequence, updated_at)
+	if _, err := conn.ExecContext(ctx, `INSERT INTO `+d.stateTable+` (integration_id, position, sequence, updated_at)
 		VALUES (?, ?::UBIGINT, ?, ?)
 		ON CONFLICT (integration_id) DO UPDATE SET
 			position = excluded.position, sequence = excluded.sequence, updated_at = excluded.updated_at`,
@@ -106,8 +107,10 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 	// COMMIT runs even if ctx was cancelled after the last statement: the batch is
 	// complete, and a commit cannot be half done.
 	if _, err := conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
-		// DuckDB has rolled the transaction back.
+		// DuckDB rolls a failed COMMIT back. Drop the connection anyway rather
+		// than hand a possibly still open transaction to the next load.
 		committed = true
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	committed = true
@@ -163,10 +166,25 @@ func keyIndex(cols []warehouse.Column, key string) int {
 	return -1
 }
 
+// loadTx is one load transaction: its connection, the batch, and the catalog
+// (database) name every identifier is qualified with, so that a schema named like a
+// catalog (temp, system) is not ambiguous.
+type loadTx struct {
+	conn    *sql.Conn
+	catalog string
+	b       *warehouse.Batch
+}
+
+// table is the fully qualified name of a table of the batch's schema.
+func (l *loadTx) table(name string) string {
+	return quoteIdent(l.catalog) + "." + quoteIdent(l.b.Schema) + "." + quoteIdent(name)
+}
+
 // evolve creates the schema and each table, or adds the columns a table lacks, as
 // the live catalog inside the transaction shows it.
-func evolve(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
-	if _, err := conn.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(b.Schema)); err != nil {
+func (l *loadTx) evolve(ctx context.Context) error {
+	conn, b := l.conn, l.b
+	if _, err := conn.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(l.catalog)+"."+quoteIdent(b.Schema)); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	for _, t := range b.Tables {
@@ -175,7 +193,7 @@ func evolve(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
 			return fmt.Errorf("table %s: read catalog: %w", t.Name, err)
 		}
 		if existing == nil {
-			if err := createTable(ctx, conn, b, &t); err != nil {
+			if err := l.createTable(ctx, &t); err != nil {
 				return fmt.Errorf("table %s: create: %w", t.Name, err)
 			}
 			continue
@@ -195,7 +213,7 @@ func evolve(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
 			}
 			st, _ := sqlType(c.Type)
 			if _, err := conn.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`,
-				qualified(b.Schema, t.Name), quoteIdent(c.Name), st)); err != nil {
+				l.table(t.Name), quoteIdent(c.Name), st)); err != nil {
 				return fmt.Errorf("table %s: add column %s: %w", t.Name, c.Name, err)
 			}
 		}
@@ -203,10 +221,10 @@ func evolve(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
 	return nil
 }
 
-func createTable(ctx context.Context, conn *sql.Conn, b *warehouse.Batch, t *warehouse.Table) error {
+func (l *loadTx) createTable(ctx context.Context, t *warehouse.Table) error {
 	var sb strings.Builder
 	sb.WriteString(`CREATE TABLE IF NOT EXISTS `)
-	sb.WriteString(qualified(b.Schema, t.Name))
+	sb.WriteString(l.table(t.Name))
 	sb.WriteString(" (")
 	for i, c := range t.Columns {
 		if i > 0 {
@@ -215,11 +233,11 @@ func createTable(ctx context.Context, conn *sql.Conn, b *warehouse.Batch, t *war
 		st, _ := sqlType(c.Type)
 		sb.WriteString(quoteIdent(c.Name) + " " + st)
 	}
-	if b.Key != "" && t.Name == warehouse.DataTable {
-		sb.WriteString(", PRIMARY KEY (" + quoteIdent(b.Key) + ")")
+	if l.b.Key != "" && t.Name == warehouse.DataTable {
+		sb.WriteString(", PRIMARY KEY (" + quoteIdent(l.b.Key) + ")")
 	}
 	sb.WriteString(")")
-	_, err := conn.ExecContext(ctx, sb.String())
+	_, err := l.conn.ExecContext(ctx, sb.String())
 	return err
 }
 
@@ -227,7 +245,8 @@ func createTable(ctx context.Context, conn *sql.Conn, b *warehouse.Batch, t *war
 // brings again and the rows of every subtable of the schema that hang off those keys.
 // Every subtable, not only those in the batch: a record whose array became empty
 // brings no subtable rows, yet its old elements must go.
-func deleteReplaced(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
+func (l *loadTx) deleteReplaced(ctx context.Context) error {
+	conn, b := l.conn, l.b
 	var data *warehouse.Table
 	for i := range b.Tables {
 		if b.Tables[i].Name == warehouse.DataTable {
@@ -301,7 +320,7 @@ func deleteReplaced(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) err
 	}
 	for _, t := range targets {
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE %s IN (SELECT k FROM %s)`,
-			qualified(b.Schema, t.table), quoteIdent(t.column), keysTable)); err != nil {
+			l.table(t.table), quoteIdent(t.column), keysTable)); err != nil {
 			return fmt.Errorf("upsert: table %s: delete replaced rows: %w", t.table, err)
 		}
 	}
@@ -314,7 +333,7 @@ func deleteReplaced(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) err
 // appendRows writes t's rows with the Appender on the transaction's connection. The
 // Appender flushes into the connection's open transaction, so its rows commit or
 // roll back with everything else (TestAppenderRowsRollBack checks this).
-func appendRows(ctx context.Context, conn *sql.Conn, schema string, t *warehouse.Table) error {
+func (l *loadTx) appendRows(ctx context.Context, t *warehouse.Table) error {
 	if len(t.Rows) == 0 {
 		return nil
 	}
@@ -322,8 +341,8 @@ func appendRows(ctx context.Context, conn *sql.Conn, schema string, t *warehouse
 	for i, c := range t.Columns {
 		names[i] = c.Name
 	}
-	err := conn.Raw(func(dc any) error {
-		a, err := duckdb.NewAppenderWithColumns(dc.(driver.Conn), "", schema, t.Name, names)
+	err := l.conn.Raw(func(dc any) error {
+		a, err := duckdb.NewAppenderWithColumns(dc.(driver.Conn), l.catalog, l.b.Schema, t.Name, names)
 		if err != nil {
 			return err
 		}
