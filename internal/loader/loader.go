@@ -42,6 +42,8 @@ type Options struct {
 	BatchWait  time.Duration
 	MaxColumns int
 	Retention  time.Duration
+	// TrimEvery is how often loaded records past Retention are removed (default 1m).
+	TrimEvery time.Duration
 	// MaxBatchBytes caps the bodies read into one batch.
 	MaxBatchBytes int
 	Observe       Observer
@@ -98,6 +100,9 @@ func New(log Log, wh warehouse.Warehouse, ctl Integrations, opts Options, logger
 	}
 	if opts.MaxColumns <= 0 {
 		opts.MaxColumns = 1000
+	}
+	if opts.TrimEvery <= 0 {
+		opts.TrimEvery = time.Minute
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 64 << 20
@@ -248,7 +253,7 @@ func (l *Loader) run(w *worker) {
 		if stopping() {
 			return // the open batch is flushed; what is left stays in the log for the next start
 		}
-		if l.opts.Retention > 0 && time.Since(lastTrim) > time.Minute {
+		if l.opts.Retention > 0 && time.Since(lastTrim) > l.opts.TrimEvery {
 			lastTrim = time.Now()
 			if n, err := l.log.Trim(w.in.ID, st.Position, time.Now().Add(-l.opts.Retention)); err != nil {
 				logger.Warn("log trim failed", "err", err)

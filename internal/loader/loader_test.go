@@ -1,0 +1,257 @@
+package loader
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/state"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func veroSamples(tb testing.TB) [][]byte {
+	tb.Helper()
+	files, _ := filepath.Glob("../../../shared/testdata/vero/*.json")
+	sort.Strings(files)
+	if len(files) != 14 {
+		tb.Fatalf("found %d Vero samples, want 14", len(files))
+	}
+	var out [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+type fixedIntegrations []control.Integration
+
+func (f fixedIntegrations) AllIntegrations() []control.Integration { return f }
+
+func openLogAndWarehouse(tb testing.TB) (*state.Pebble, *duckdb.DB) {
+	tb.Helper()
+	dir := tb.TempDir()
+	log, err := state.OpenPebble(filepath.Join(dir, "state"), quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { log.Close() })
+	wh, err := duckdb.Open(context.Background(), filepath.Join(dir, "wh.duckdb"), quiet)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { wh.Close() })
+	return log, wh
+}
+
+// TestLoaderRetention runs the real loader on a real log and DuckDB: records are
+// loaded, then removed from the log once loaded and older than the retention
+// window, while unloaded or young records stay.
+func TestLoaderRetention(t *testing.T) {
+	log, wh := openLogAndWarehouse(t)
+	ctx := context.Background()
+	in := control.Integration{ID: 1, Name: "Stitch Vero", Type: "vero", Schema: "stitch_vero"}
+	old := time.Now().Add(-time.Hour)
+	bodies := veroSamples(t)
+	if _, err := log.Append(ctx, 1, old, bodies); err != nil {
+		t.Fatal(err)
+	}
+	l := New(log, wh, fixedIntegrations{in}, Options{BatchWait: 10 * time.Millisecond, Retention: 30 * time.Minute, TrimEvery: 10 * time.Millisecond}, quiet)
+	l.Start()
+	defer l.Close(ctx)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recs, err := log.Read(ctx, 1, 0, 100, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d old, loaded records still in the log: retention did not remove them (stats %+v)", len(recs), l.Stats(1))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Young records stay after loading.
+	if _, err := log.Append(ctx, 1, time.Now(), bodies[:2]); err != nil {
+		t.Fatal(err)
+	}
+	for l.Stats(1).Backlog > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	recs, _ := log.Read(ctx, 1, 0, 100, 1<<20)
+	if len(recs) != 2 || recs[0].Position != 15 {
+		t.Fatalf("young records: %d in the log, want 2 from position 15", len(recs))
+	}
+	res, err := wh.Query(ctx, "select count(*) from stitch_vero.data", 1)
+	if err != nil || fmt.Sprint(res.Rows[0][0]) != "16" {
+		t.Fatalf("warehouse rows = %v, %v; want 16", res, err)
+	}
+	if s := l.Stats(1); s.Received != 16 || s.Loaded != 16 || s.Backlog != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+// TestLoaderResumesFromWarehouse: a new loader on the same log and warehouse
+// continues from the stored position, loading nothing twice.
+func TestLoaderResumesFromWarehouse(t *testing.T) {
+	log, wh := openLogAndWarehouse(t)
+	ctx := context.Background()
+	in := control.Integration{ID: 1, Name: "Stitch Vero", Type: "vero", Schema: "stitch_vero"}
+	bodies := veroSamples(t)
+	run := func() *Loader {
+		l := New(log, wh, fixedIntegrations{in}, Options{BatchWait: 10 * time.Millisecond}, quiet)
+		l.Start()
+		for l.Stats(1).Backlog > 0 || l.Stats(1).Loaded < l.Stats(1).Received {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return l
+	}
+	log.Append(ctx, 1, time.Now(), bodies)
+	l := run()
+	l.Close(ctx)
+	log.Append(ctx, 1, time.Now(), bodies[:5])
+	l = run()
+	defer l.Close(ctx)
+	if s := l.Stats(1); s.Loaded != 19 {
+		t.Fatalf("after restart stats = %+v, want 19 loaded", s)
+	}
+	res, _ := wh.Query(ctx, "select count(*), count(distinct __sdc_primary_key), count(distinct _sdc_sequence) from stitch_vero.data", 1)
+	if fmt.Sprintf("%v %v %v", res.Rows[0]...) != "19 19 19" {
+		t.Fatalf("rows = %v", res.Rows[0])
+	}
+}
+
+const benchBatch = 10_000
+
+// benchLog fills a log with Vero-shaped records, rotating over the 14 samples.
+func benchLog(b *testing.B) (*state.Pebble, *duckdb.DB, int) {
+	log, wh := openLogAndWarehouse(b)
+	bodies := veroSamples(b)
+	const total = 5 * benchBatch
+	for i := 0; i < total; i += 1000 {
+		chunk := make([][]byte, 1000)
+		for j := range chunk {
+			chunk[j] = bodies[(i+j)%len(bodies)]
+		}
+		if _, err := log.Append(context.Background(), 1, time.Now(), chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return log, wh, total
+}
+
+// BenchmarkLoaderVero is the loader's whole path per 10,000-record batch: read
+// from the log, flatten (including subtables), and commit into DuckDB.
+func BenchmarkLoaderVero(b *testing.B) {
+	log, wh, total := benchLog(b)
+	in := control.Integration{ID: 1, Name: "Bench", Type: "vero", Schema: "bench"}
+	l := New(log, wh, fixedIntegrations{in}, Options{}, quiet)
+	w := &worker{in: in}
+	st, fl, err := l.prepare(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if st.Position >= uint64(total) {
+			st.Position = 0 // read the same records again; rows are appended anew
+		}
+		if st, err = l.loadBatch(context.Background(), w, fl, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
+}
+
+// BenchmarkRawAppenderVero appends the very rows the loader produces for the same
+// records (data and subtables, already flattened) with a bare DuckDB Appender and
+// no transaction: the floor the loader is compared with.
+func BenchmarkRawAppenderVero(b *testing.B) {
+	bodies := veroSamples(b)
+	fl := NewFlattener("", 1000, nil)
+	now := time.Now()
+	for i := 0; i < benchBatch; i++ {
+		fl.Add(Input{ID: [16]byte{byte(i), byte(i >> 8)}, ReceivedAt: now, Sequence: int64(i + 1), Body: bodies[i%len(bodies)]})
+	}
+	tables, _, _ := fl.Take(now)
+	dir := b.TempDir()
+	path := filepath.Join(dir, "raw.duckdb")
+	wh, err := duckdb.Open(context.Background(), path, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	empty := make([]warehouse.Table, len(tables))
+	for i, t := range tables {
+		empty[i] = warehouse.Table{Name: t.Name, Columns: t.Columns}
+	}
+	if err := wh.Load(context.Background(), &warehouse.Batch{Integration: 1, Schema: "bench", Tables: empty}); err != nil {
+		b.Fatal(err)
+	}
+	wh.Close()
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	rows := make([][][]driver.Value, len(tables))
+	for ti, t := range tables {
+		for _, r := range t.Rows {
+			v := make([]driver.Value, len(t.Columns))
+			for j := range r {
+				v[j] = r[j]
+			}
+			rows[ti] = append(rows[ti], v)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	err = conn.Raw(func(dc any) error {
+		for i := 0; i < b.N; i++ {
+			for ti, t := range tables {
+				a, err := duckdbdriver.NewAppender(dc.(driver.Conn), "", "bench", t.Name)
+				if err != nil {
+					return err
+				}
+				for _, r := range rows[ti] {
+					if err := a.AppendRow(r...); err != nil {
+						return err
+					}
+				}
+				if err := a.Close(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
+}
