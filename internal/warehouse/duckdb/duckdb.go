@@ -29,7 +29,6 @@ var _ warehouse.Warehouse = (*DB)(nil)
 // DB is a DuckDB warehouse. It is safe for concurrent use.
 type DB struct {
 	logger     *slog.Logger
-	path       string
 	catalog    string // DuckDB's name for the file's database, e.g. "warehouse"
 	stateTable string // qualified name of the load state table
 
@@ -86,7 +85,6 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	}
 	d := &DB{
 		logger:   logger,
-		path:     path,
 		rw:       sql.OpenDB(connector),
 		loadSlot: make(chan struct{}, 1),
 		ro:       sql.OpenDB(sharedConnector{connector}),
