@@ -43,6 +43,7 @@ type Server struct {
 	loader  *loader.Loader
 	metrics *metrics
 	api     *api.API
+	web     *dashboard // sessions and pages (web.go)
 	http    *http.Server
 	ln      net.Listener
 

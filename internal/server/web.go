@@ -1,9 +1,45 @@
 package server
 
-import "net/http"
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hookhouse/hookhouse/internal/web"
+)
+
+// dashboard is the field type of Server.web (kept here so server.go needs no import).
+type dashboard = web.Web
 
 // registerWeb adds the dashboard and /status pages (internal/web).
-func (s *Server) registerWeb(mux *http.ServeMux) {}
+func (s *Server) registerWeb(mux *http.ServeMux) {
+	if s.web == nil {
+		d, err := web.New(web.Options{
+			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus,
+			PublicURL: s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
+		})
+		if err != nil {
+			// The templates are embedded in the binary: this is a build defect, and
+			// start-up must stop here rather than serve a broken dashboard.
+			panic(fmt.Sprintf("server: dashboard: %v", err))
+		}
+		s.web = d
+	}
+	s.web.Register(mux)
+}
 
 // hasSession reports whether r carries a dashboard session.
-func (s *Server) hasSession(r *http.Request) bool { return false }
+func (s *Server) hasSession(r *http.Request) bool { return s.web != nil && s.web.HasSession(r) }
+
+// webStatus is Status in the dashboard's types.
+func (s *Server) webStatus(ctx context.Context, details bool) web.Status {
+	st := s.Status(ctx, details)
+	out := web.Status{Status: st.Status, Version: st.Version}
+	for _, c := range st.Components {
+		out.Components = append(out.Components, web.Component{Name: c.Name, Status: c.Status, Message: c.Message})
+	}
+	for _, in := range st.Integrations {
+		out.Integrations = append(out.Integrations, web.IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema, Stats: in.Stats})
+	}
+	return out
+}

@@ -1,0 +1,539 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/hookhouse/hookhouse/client"
+)
+
+const (
+	chromiumPath  = "/usr/bin/chromium"
+	screenshotDir = "../docs/img"
+)
+
+// browser starts headless Chromium with a fresh profile and returns a chromedp
+// context bound to it. It fails (never skips) when Chromium is missing.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s is missing: run `make deps` (as root it installs chromium) and test again", chromiumPath)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	// The first Run starts the browser; it must not have a deadline.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	return ctx
+}
+
+// consoleErrors collects the browser console's errors and exceptions (CSP
+// violations are logged there) until the returned func is called.
+func consoleErrors(ctx context.Context) func() []string {
+	cctx, stop := context.WithCancel(ctx)
+	msgs := chromedp.Console(cctx)
+	var errs []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				errs = append(errs, m.String())
+			}
+		}
+	}()
+	return func() []string {
+		stop()
+		<-done
+		return errs
+	}
+}
+
+// run runs one action with a deadline and returns its value.
+func run[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(sctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// do runs actions that return nothing, with a deadline.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	run(t, ctx, what, chromedp.Steps(steps...))
+}
+
+// navigate runs steps that load a new page (a click on a link or a submit
+// button) and waits for that page; it fails on an HTTP error status.
+func navigate(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := chromedp.RunResponse(sctx, steps...)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if resp.Status >= 400 {
+		t.Fatalf("%s: HTTP %d %s", what, resp.Status, resp.URL)
+	}
+}
+
+func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+func text(sel string) chromedp.Action[string]         { return chromedp.Text(chromedp.CSS(sel)) }
+func source() chromedp.Action[string]                 { return chromedp.OuterHTML(chromedp.CSS("html")) }
+
+// screenshot saves the whole page as docs/img/<name>.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := run(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDashboardInBrowser drives the dashboard in headless Chromium against the
+// real server: log in, add Vero, use the one-time URL, rotate it, watch loading
+// and the status page. It saves screenshots of the main pages into docs/img.
+func TestDashboardInBrowser(t *testing.T) {
+	in := startServer(t, nil)
+	ctx := browser(t)
+	consoleErrs := consoleErrors(ctx)
+
+	// 1. Log in.
+	navigate(t, ctx, "open /", chromedp.Navigate(in.URL+"/"))
+	if title := run(t, ctx, "title", chromedp.Title()); !strings.HasPrefix(title, "Log in") {
+		t.Fatalf("/ without a session shows %q, want the login page", title)
+	}
+	screenshot(t, ctx, "login")
+	do(t, ctx, "type the admin key", chromedp.SendKeys(chromedp.CSS("#key"), in.Key))
+	navigate(t, ctx, "log in", click("main form button[type=submit]"))
+	do(t, ctx, "integrations list", chromedp.WaitVisible(chromedp.CSS("#add")))
+
+	// 2. Add "Stitch Vero" and see the stitch_vero preview: live (app.js), then
+	// from the server (the Preview button, which works without JavaScript).
+	navigate(t, ctx, "open the add form", click("#add"))
+	do(t, ctx, "fill in the add form",
+		click(`input[name=type][value=vero]`),
+		chromedp.SendKeys(chromedp.CSS("#name"), "Stitch Vero"))
+	if live := run(t, ctx, "live preview", text("#schema-preview")); live != "stitch_vero" {
+		t.Fatalf("live schema preview = %q, want stitch_vero", live)
+	}
+	navigate(t, ctx, "preview", click("#preview"))
+	if got := run(t, ctx, "server preview", text("#schema-preview")); got != "stitch_vero" {
+		t.Fatalf("schema preview after Preview = %q, want stitch_vero", got)
+	}
+	if name := run(t, ctx, "name kept", chromedp.Value(chromedp.CSS("#name"))); name != "Stitch Vero" {
+		t.Fatalf("the name after Preview = %q", name)
+	}
+	screenshot(t, ctx, "add-integration")
+
+	// 3. Save: the URL is revealed once, with a working Copy button; POST the
+	// Vero samples to it.
+	navigate(t, ctx, "save", click("#save"))
+	url1 := run(t, ctx, "revealed URL", chromedp.Value(chromedp.CSS("#webhook-url")))
+	m := tokenRe.FindStringSubmatch(url1)
+	if m == nil {
+		t.Fatalf("revealed %q, want a webhook URL with a 64-hex token", url1)
+	}
+	token1 := m[1]
+	do(t, ctx, "copy",
+		chromedp.WaitVisible(chromedp.CSS("#copy")), // app.js shows it
+		click("#copy"))
+	run(t, ctx, "copied", chromedp.Poll[bool](`document.querySelector("#copy").textContent === "Copied"`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	files := veroFiles(t)
+	for _, f := range files {
+		if status, body := post(t, in.hookURL(url1), "application/json", mustRead(t, f)); status != 200 {
+			t.Fatalf("POST %s to the revealed URL = %d %s", filepath.Base(f), status, body)
+		}
+	}
+	// The screenshot must not hold a live token: blank it out first.
+	do(t, ctx, "hide the token for the screenshot", chromedp.SetValue(chromedp.CSS("#webhook-url"),
+		strings.Replace(url1, token1, strings.Repeat("•", 20)+" (hidden in this screenshot)", 1)))
+	screenshot(t, ctx, "reveal")
+
+	// 4. Continue: the token is gone from the page source, and stays gone on reload.
+	navigate(t, ctx, "continue", click("#continue"))
+	html := run(t, ctx, "page source", source())
+	if strings.Contains(html, token1) {
+		t.Fatal("the integration page after Continue holds the token")
+	}
+	if !strings.Contains(html, "****"+token1[60:]) {
+		t.Fatalf("the integration page does not list the URL's hint ****%s", token1[60:])
+	}
+	navigate(t, ctx, "reload", chromedp.Reload())
+	if html := run(t, ctx, "page source", source()); strings.Contains(html, token1) {
+		t.Fatal("the integration page holds the token after a reload")
+	}
+
+	// 5. Generate a second URL; Generate is then disabled.
+	navigate(t, ctx, "generate", click("#generate"))
+	url2 := run(t, ctx, "second URL", chromedp.Value(chromedp.CSS("#webhook-url")))
+	m = tokenRe.FindStringSubmatch(url2)
+	if m == nil || m[1] == token1 {
+		t.Fatalf("second URL %q: want a new token", url2)
+	}
+	token2 := m[1]
+	navigate(t, ctx, "continue", click("#continue"))
+	if !run(t, ctx, "generate disabled", chromedp.AttributeValue(chromedp.CSS("#generate"), "disabled")).Exists {
+		t.Fatal("Generate is enabled with 2 active URLs")
+	}
+	if html := run(t, ctx, "page source", source()); strings.Contains(html, token1) || strings.Contains(html, token2) {
+		t.Fatal("the integration page holds a token after the second reveal")
+	}
+
+	// 6. Revoke the first URL (through the confirmation); it then gets 401.
+	if row := run(t, ctx, "first URL", text("#urls tbody tr:nth-child(1)")); !strings.Contains(row, "****"+token1[60:]) {
+		t.Fatalf("first URL row %q is not ****%s", row, token1[60:])
+	}
+	navigate(t, ctx, "revoke", click("#urls tbody tr:nth-child(1) a.revoke"))
+	navigate(t, ctx, "confirm revoke", click("#confirm"))
+	do(t, ctx, "revoked", chromedp.WaitVisible(chromedp.CSS("#urls tbody tr.revoked")))
+	if run(t, ctx, "generate enabled", chromedp.AttributeValue(chromedp.CSS("#generate"), "disabled")).Exists {
+		t.Fatal("Generate is still disabled with 1 active URL")
+	}
+	if status, _ := post(t, in.hookURL(url1), "application/json", mustRead(t, files[0])); status != 401 {
+		t.Fatalf("POST to the revoked URL = %d, want 401", status)
+	}
+	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"sent","user":{"id":1}}`)); status != 200 {
+		t.Fatalf("POST to the second URL = %d, want 200", status)
+	}
+	want := fmt.Sprint(len(files) + 1)
+
+	// 7. The records are counted and the recent rows shown (reload until loaded).
+	var received, loaded string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		navigate(t, ctx, "reload", chromedp.Reload())
+		received, loaded = run(t, ctx, "received", text("#stat-received")), run(t, ctx, "loaded", text("#stat-loaded"))
+		if loaded == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loaded %s of %s records after 30s (received %s)", loaded, want, received)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if received != want {
+		t.Fatalf("received = %s, want %s", received, want)
+	}
+	rows := run(t, ctx, "recent rows", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#recent tbody tr")).map(r => r.textContent)`))
+	header := run(t, ctx, "recent rows header", text("#recent thead"))
+	if fmt.Sprint(len(rows)) != want || !strings.Contains(header, "_sdc_sequence") || !strings.Contains(header, "user__email") {
+		t.Fatalf("recent rows: %d rows with header %q; want %s rows with _sdc_sequence and user__email", len(rows), header, want)
+	}
+	if !strings.Contains(rows[len(rows)-1], "ana@example.com") || !strings.Contains(rows[0], "sent") {
+		t.Fatalf("recent rows are not newest first: first %q, last %q", rows[0], rows[len(rows)-1])
+	}
+	screenshot(t, ctx, "integration")
+
+	navigate(t, ctx, "list", click("header.top a.brand"))
+	badge, listed := run(t, ctx, "badge", text("#integrations tbody tr .badge")), run(t, ctx, "listed", text("#integrations tbody tr .loaded"))
+	if badge != "fresh" || listed != want {
+		t.Fatalf("list shows badge %q and loaded %s, want fresh and %s", badge, listed, want)
+	}
+	screenshot(t, ctx, "integrations")
+
+	// 8. /status: every component operational, with details for the session.
+	navigate(t, ctx, "status", chromedp.Navigate(in.URL+"/status"))
+	states := run(t, ctx, "component states", chromedp.Evaluate[map[string]string](
+		`Object.fromEntries(Array.from(document.querySelectorAll("#components tr[data-component]")).map(r => [r.dataset.component, r.querySelector(".state").textContent]))`))
+	for _, c := range []string{"receiver", "log", "loader", "warehouse"} {
+		if states[c] != "operational" {
+			t.Fatalf("status of %s = %q, want operational (all: %v)", c, states[c], states)
+		}
+	}
+	do(t, ctx, "freshness table", chromedp.WaitVisible(chromedp.CSS("#freshness")))
+	screenshot(t, ctx, "status")
+
+	for _, e := range consoleErrs() {
+		t.Errorf("browser console: %s", e)
+	}
+	for _, tok := range []string{token1, token2, in.Key} {
+		if strings.Contains(in.Logs.String(), tok) {
+			t.Fatal("a secret reached the server log")
+		}
+	}
+}
+
+// TestDashboardSecurity checks the dashboard's defences over plain HTTP: login,
+// sessions, CSRF, headers, and that no page but the one-time reveal holds a token.
+func TestDashboardSecurity(t *testing.T) {
+	in := startServer(t, nil)
+	anon := newWebClient(t, in.URL)
+
+	// Pages without a session redirect to /login.
+	for _, p := range []string{"/", "/integrations/new", "/integrations/1", "/integrations/1/delete", "/integrations/1/urls/2/revoke"} {
+		resp, _ := anon.get(p)
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+			t.Errorf("GET %s without a session = %d to %q, want 303 to /login", p, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	resp, _ := anon.postForm("/integrations/new", url.Values{"name": {"x"}, "type": {"vero"}, "action": {"save"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("POST without a session = %d, want 303 to /login", resp.StatusCode)
+	}
+
+	// Security headers on every kind of page.
+	for _, p := range []string{"/login", "/status", "/static/style.css", "/"} {
+		resp, _ := anon.get(p)
+		h := resp.Header
+		csp := h.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s headers: CSP %q, XFO %q, Referrer-Policy %q, nosniff %q", p, csp,
+				h.Get("X-Frame-Options"), h.Get("Referrer-Policy"), h.Get("X-Content-Type-Options"))
+		}
+	}
+
+	// Login: without the form's token 403; a wrong key shows an error and sets no session.
+	_, page := anon.get("/login")
+	resp, _ = anon.postForm("/login", url.Values{"key": {in.Key}})
+	if resp.StatusCode != http.StatusForbidden || hasCookie(resp, "hookhouse_session") {
+		t.Fatalf("login without CSRF token = %d, want 403 and no session", resp.StatusCode)
+	}
+	_, page = anon.get("/login")
+	resp, body := anon.postForm("/login", url.Values{"csrf": {formValue(page, "csrf")}, "key": {in.Key + "x"}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not the admin key") || hasCookie(resp, "hookhouse_session") {
+		t.Fatalf("wrong key = %d, session cookie %v; want 401 with an error and no session\n%s", resp.StatusCode, hasCookie(resp, "hookhouse_session"), body)
+	}
+	if resp, _ := anon.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after a wrong key / = %d, want 303 to /login", resp.StatusCode)
+	}
+
+	// A good login: session cookie HttpOnly, SameSite=Strict, with an expiry.
+	_, page = anon.get("/login")
+	resp, _ = anon.postForm("/login", url.Values{"csrf": {formValue(page, "csrf")}, "key": {in.Key}})
+	var set string
+	for _, c := range resp.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, "hookhouse_session=") {
+			set = c
+		}
+	}
+	for _, flag := range []string{"HttpOnly", "SameSite=Strict", "Max-Age=43200", "Expires=", "Path=/"} {
+		if !strings.Contains(set, flag) {
+			t.Errorf("session cookie %q lacks %s", set, flag)
+		}
+	}
+	if strings.Contains(set, "Secure") {
+		t.Errorf("session cookie %q is Secure with an http public URL", set)
+	}
+	web := anon // now logged in
+	csrf := web.csrf()
+
+	// Every form POST without (or with a wrong) CSRF token gets 403 and does nothing.
+	for _, p := range []string{"/integrations/new", "/logout"} {
+		for _, tok := range []string{"", strings.Repeat("0", 64)} {
+			resp, _ := web.postForm(p, url.Values{"csrf": {tok}, "name": {"Stitch Vero"}, "type": {"vero"}, "action": {"save"}, "once": {"n1"}})
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s with CSRF token %q = %d, want 403", p, tok, resp.StatusCode)
+			}
+		}
+	}
+	// A cross-site POST is refused even with the right token.
+	resp, _ = web.postForm("/integrations/new", url.Values{"csrf": {csrf}, "name": {"Stitch Vero"}, "type": {"vero"}, "action": {"save"}, "once": {"n2"}},
+		"Sec-Fetch-Site", "cross-site")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST = %d, want 403", resp.StatusCode)
+	}
+	ctx := context.Background()
+	if list, err := in.Client.Integrations(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("refused POSTs created integrations: %v %v", list, err)
+	}
+
+	// Preview, then save: the reveal is the answer to the POST and is not cached.
+	resp, body = web.postForm("/integrations/new", url.Values{"csrf": {csrf}, "name": {"Stitch Vero"}, "type": {"vero"}, "action": {"preview"}})
+	if resp.StatusCode != 200 || !strings.Contains(body, `id="schema-preview">stitch_vero<`) {
+		t.Fatalf("preview = %d, no stitch_vero preview:\n%s", resp.StatusCode, body)
+	}
+	save := url.Values{"csrf": {csrf}, "name": {"Stitch Vero"}, "type": {"vero"}, "action": {"save"}, "once": {formValue(body, "once")}}
+	resp, body = web.postForm("/integrations/new", save)
+	m := tokenRe.FindStringSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("save = %d without a revealed URL:\n%s", resp.StatusCode, body)
+	}
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+		t.Errorf("reveal Cache-Control = %q, want no-store", cc)
+	}
+	if strings.Contains(resp.Header.Get("Location"), m[1]) || strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), ";"), m[1]) {
+		t.Error("the token is in a header of the reveal")
+	}
+	tokens := []string{m[1]}
+	reveals := []string{body}
+	// Resubmitting the same form (reload of the reveal) shows no token and creates nothing.
+	resp, body = web.postForm("/integrations/new", save)
+	if tokenRe.MatchString(body) || resp.StatusCode != http.StatusConflict {
+		t.Fatalf("resubmitted save = %d; it must not reveal a URL:\n%s", resp.StatusCode, body)
+	}
+	// A duplicate schema is shown in the form.
+	resp, body = web.postForm("/integrations/new", url.Values{"csrf": {csrf}, "name": {"stitch-vero"}, "type": {"vero"}, "action": {"save"}, "once": {"dup"}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "already used") || !strings.Contains(body, `id="new-integration"`) {
+		t.Fatalf("duplicate schema = %d, want 409 with the message in the form:\n%s", resp.StatusCode, body)
+	}
+	list, err := in.Client.Integrations(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("integrations = %v, %v; want exactly 1", list, err)
+	}
+	id := list[0].ID
+	ipath := fmt.Sprintf("/integrations/%d", id)
+
+	// Generate a second URL; replaying that form does not mint a third.
+	_, page = web.get(ipath)
+	gen := url.Values{"csrf": {csrf}, "once": {formValue(page, "once")}}
+	resp, body = web.postForm(ipath+"/urls", gen)
+	m = tokenRe.FindStringSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("generate = %d without a revealed URL", resp.StatusCode)
+	}
+	tokens, reveals = append(tokens, m[1]), append(reveals, body)
+	resp, body = web.postForm(ipath+"/urls", gen)
+	if resp.StatusCode != http.StatusSeeOther || tokenRe.MatchString(body) {
+		t.Fatalf("replayed generate = %d, want 303 without a URL", resp.StatusCode)
+	}
+	urls, err := in.Client.URLs(ctx, id)
+	if err != nil || len(urls) != 2 {
+		t.Fatalf("URLs = %v, %v; want 2", urls, err)
+	}
+	// At 2 active URLs, Generate answers 409 in the page.
+	_, page = web.get(ipath)
+	resp, body = web.postForm(ipath+"/urls", url.Values{"csrf": {csrf}, "once": {formValue(page, "once")}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "revoke one") || tokenRe.MatchString(body) {
+		t.Fatalf("third URL = %d, want 409 saying to revoke one", resp.StatusCode)
+	}
+	for _, f := range veroFiles(t)[:3] {
+		if status, _ := post(t, in.URL+fmt.Sprintf("/v1/clients/%d/token/%s", id, tokens[1]), "application/json", mustRead(t, f)); status != 200 {
+			t.Fatalf("POST = %d", status)
+		}
+	}
+	// Revoke the first URL through its confirmation page.
+	revoke := fmt.Sprintf("%s/urls/%d/revoke", ipath, urls[0].ID)
+	if resp, body := web.get(revoke); resp.StatusCode != 200 || !strings.Contains(body, "****"+urls[0].Hint) {
+		t.Fatalf("revoke confirmation = %d", resp.StatusCode)
+	}
+	if resp, _ := web.postForm(revoke, url.Values{}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("revoke without CSRF = %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := web.postForm(revoke, url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke = %d, want 303", resp.StatusCode)
+	}
+	if status, _ := post(t, in.URL+fmt.Sprintf("/v1/clients/%d/token/%s", id, tokens[0]), "application/json", []byte(`{}`)); status != 401 {
+		t.Fatalf("revoked URL = %d, want 401", status)
+	}
+	waitFor(t, 20*time.Second, "3 records loaded", func() (bool, string) {
+		got, err := in.Client.Integration(ctx, id)
+		if err != nil || got.Stats == nil {
+			return false, fmt.Sprint(err)
+		}
+		return got.Stats.RecordsLoaded == 3, fmt.Sprintf("%+v", *got.Stats)
+	})
+
+	// /status.json shows details for a session (and the key), not anonymously.
+	var st client.Status
+	_, body = web.get("/status.json")
+	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Integrations) != 1 {
+		t.Fatalf("status.json with a session: %v, %d integrations; want details", err, len(st.Integrations))
+	}
+	_, body = newWebClient(t, in.URL).get("/status.json")
+	if strings.Contains(body, "stitch_vero") {
+		t.Fatal("status.json without a session shows integration details")
+	}
+	_, body = newWebClient(t, in.URL).get("/status")
+	if strings.Contains(body, "stitch_vero") {
+		t.Fatal("/status without a session shows integration details")
+	}
+	_, body = newWebClient(t, in.URL).get("/status", "Authorization", "Bearer "+in.Key)
+	if !strings.Contains(body, "stitch_vero") {
+		t.Fatal("/status with the admin key does not show integration details")
+	}
+
+	// No page but the reveal holds a token.
+	for i, r := range reveals {
+		if !strings.Contains(r, tokens[i]) {
+			t.Fatalf("reveal %d does not hold its token", i)
+		}
+	}
+	pages := []string{"/", "/?deleted=1", "/integrations/new", ipath, ipath + "?revoked=1", ipath + "?resubmitted=1",
+		ipath + "/delete", fmt.Sprintf("%s/urls/%d/revoke", ipath, urls[1].ID), "/status", "/status.json", "/login",
+		"/static/app.js", "/static/style.css", "/metrics", "/api/v1/integrations", ipath + "/webhook-urls"}
+	for _, p := range pages {
+		hdr := []string{}
+		if strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, ipath+"/webhook") {
+			p = strings.Replace(p, "/integrations/", "/api/v1/integrations/", 1)
+			hdr = []string{"Authorization", "Bearer " + in.Key}
+		}
+		resp, body := web.get(p, hdr...)
+		if resp.StatusCode >= 400 {
+			t.Errorf("GET %s = %d", p, resp.StatusCode)
+		}
+		for _, tok := range tokens {
+			if strings.Contains(body, tok) || strings.Contains(fmt.Sprint(resp.Header), tok) {
+				t.Errorf("GET %s holds a webhook token", p)
+			}
+		}
+	}
+
+	// Delete through the confirmation; then log out, and the session is gone.
+	if resp, _ := web.postForm(ipath+"/delete", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete = %d, want 303", resp.StatusCode)
+	}
+	if _, body := web.get("/"); strings.Contains(body, "Stitch Vero") {
+		t.Fatal("the list still shows the deleted integration")
+	}
+	if status, _ := post(t, in.URL+fmt.Sprintf("/v1/clients/%d/token/%s", id, tokens[1]), "application/json", []byte(`{}`)); status != 401 {
+		t.Fatalf("URL of a deleted integration = %d, want 401", status)
+	}
+	if resp, _ := web.postForm("/logout", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout = %d, want 303", resp.StatusCode)
+	}
+	if resp, _ := web.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("/ after logout = %d, want 303 to /login", resp.StatusCode)
+	}
+	for _, tok := range append(tokens, in.Key) {
+		if strings.Contains(in.Logs.String(), tok) {
+			t.Fatal("a secret reached the server log")
+		}
+	}
+}
+
+func hasCookie(resp *http.Response, name string) bool {
+	for _, c := range resp.Cookies() {
+		if c.Name == name && c.Value != "" {
+			return true
+		}
+	}
+	return false
+}

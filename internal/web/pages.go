@@ -1,0 +1,377 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+)
+
+// recentRows is how many rows of data and _sdc_rejected the integration page shows.
+const recentRows = 20
+
+// veroEvents are the Vero webhook events to tick (see the samples in
+// shared/testdata/vero).
+var veroEvents = []string{
+	"Sent", "Delivered", "Opened", "Clicked", "Bounced", "Failed", "Converted",
+	"Unsubscribed", "Resubscribed", "Complained (marked as spam)", "User created", "User updated",
+}
+
+type listRow struct {
+	In    control.Integration
+	Stats api.Stats
+	Fresh Freshness
+}
+
+type listPage struct {
+	base
+	Rows    []listRow
+	Flash   string
+	LoadErr string
+}
+
+// list is the integrations list with freshness at a glance.
+func (w *Web) list(rw http.ResponseWriter, r *http.Request) {
+	loadErr := loadError(w.opts.Status(r.Context(), false))
+	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr}
+	if id := r.URL.Query().Get("deleted"); id != "" {
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			p.Flash = fmt.Sprintf("Integration %d deleted. Its webhook URLs are revoked; its warehouse data stays.", n)
+		}
+	}
+	for _, in := range w.opts.Control.Integrations() {
+		st := w.opts.Stats(in.ID)
+		p.Rows = append(p.Rows, listRow{In: in, Stats: st, Fresh: freshness(st, loadErr)})
+	}
+	w.render(rw, r, http.StatusOK, "list.html", p)
+}
+
+type newPage struct {
+	base
+	Type       string
+	Name       string
+	PrimaryKey string
+	Schema     string
+	SchemaWhy  string
+	Error      string
+	Once       string
+}
+
+func (w *Web) newForm(rw http.ResponseWriter, r *http.Request) {
+	w.render(rw, r, http.StatusOK, "new.html", newPage{base: w.base(r, "Add integration"), Type: control.TypeVero, Once: randomToken()})
+}
+
+// create previews the schema name (action=preview) or saves the integration,
+// generates its first URL and answers with the one-time reveal (action=save).
+func (w *Web) create(rw http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	p := newPage{
+		base: w.base(r, "Add integration"),
+		Type: f.Get("type"), Name: strings.TrimSpace(f.Get("name")), PrimaryKey: strings.TrimSpace(f.Get("primary_key")),
+		Once: f.Get("once"),
+	}
+	if p.Type != control.TypeWebhooks {
+		p.Type = control.TypeVero
+	}
+	if p.Name != "" {
+		p.Schema = control.SchemaName(p.Name)
+		if p.Schema == "" {
+			p.SchemaWhy = "This name gives an empty schema name; use letters or digits."
+		}
+	}
+	if f.Get("action") != "save" {
+		if p.Once == "" {
+			p.Once = randomToken()
+		}
+		w.render(rw, r, http.StatusOK, "new.html", p)
+		return
+	}
+	if !w.sessions.useOnce(sessionOf(r), p.Once) {
+		// A resubmitted save (reload of the reveal, back button): never run it twice.
+		p.Once = randomToken()
+		p.Error = "This form was already submitted. If the integration was created, find it in the list; its URL was shown once. Otherwise save again."
+		w.render(rw, r, http.StatusConflict, "new.html", p)
+		return
+	}
+	pk := p.PrimaryKey
+	if p.Type != control.TypeWebhooks {
+		pk = ""
+	}
+	in, err := w.opts.Control.Create(control.NewIntegration{Name: p.Name, Type: p.Type, PrimaryKey: pk}, w.opts.Now())
+	if err != nil {
+		status, msg := w.controlError(err)
+		p.Error, p.Once = msg, randomToken()
+		w.render(rw, r, status, "new.html", p)
+		return
+	}
+	w.opts.Logger.Info("integration created", "integration", in.ID, "schema", in.Schema, "type", in.Type)
+	u, token, err := w.opts.Control.GenerateURL(in.ID, w.opts.Now())
+	if err != nil {
+		_, msg := w.controlError(err)
+		w.showIntegration(rw, r, http.StatusServiceUnavailable, in, "", "The integration was created but its first webhook URL could not be generated: "+msg+" Press Generate to try again.")
+		return
+	}
+	w.opts.Logger.Info("webhook URL generated", "integration", in.ID, "url_id", u.ID, "hint", "****"+u.Hint)
+	w.reveal(rw, r, in, u, token, true)
+}
+
+type revealPage struct {
+	base
+	In   control.Integration
+	URL  string
+	Hint string
+	New  bool
+}
+
+// reveal is the only page that ever holds a token. It is the direct answer to the
+// POST that generated it (no redirect, so the token is in no URL) and is sent
+// with Cache-Control: no-store; Continue is a plain link to the integration page,
+// which shows only the hint. Reloading re-submits the form, which its one-time
+// nonce refuses.
+func (w *Web) reveal(rw http.ResponseWriter, r *http.Request, in *control.Integration, u *control.WebhookURL, token string, isNew bool) {
+	rw.Header().Set("Cache-Control", "no-store")
+	rw.Header().Set("Pragma", "no-cache")
+	w.render(rw, r, http.StatusOK, "reveal.html", revealPage{
+		base: w.base(r, "Your webhook URL"), In: *in,
+		URL: api.WebhookURL(w.opts.PublicURL, in.ID, token), Hint: u.Hint, New: isNew,
+	})
+}
+
+type rows struct {
+	Missing bool
+	Err     string
+	Columns []string
+	Rows    [][]any
+}
+
+type integrationPage struct {
+	base
+	In          control.Integration
+	Stats       api.Stats
+	Fresh       Freshness
+	URLs        []control.WebhookURL
+	Active      int
+	Max         int
+	CanGenerate bool
+	Once        string
+	Flash       string
+	Error       string
+	Data        rows
+	Rejected    rows
+	Example     string
+	Events      []string
+}
+
+func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	flash := ""
+	q := r.URL.Query()
+	if id := q.Get("revoked"); id != "" {
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			flash = fmt.Sprintf("Webhook URL %d revoked: requests with it now get 401.", n)
+		}
+	}
+	if q.Get("resubmitted") != "" {
+		flash = "That form was already submitted. A webhook URL is shown only once; if you missed it, revoke it and generate another."
+	}
+	w.showIntegration(rw, r, http.StatusOK, in, flash, "")
+}
+
+func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status int, in *control.Integration, flash, errMsg string) {
+	urls, err := w.opts.Control.URLs(in.ID)
+	if err != nil {
+		_, msg := w.controlError(err)
+		w.fail(rw, r, http.StatusNotFound, msg)
+		return
+	}
+	st := w.opts.Stats(in.ID)
+	p := integrationPage{
+		base: w.base(r, in.Name), In: *in, Stats: st, URLs: urls, Max: control.MaxActiveURLs,
+		Once: randomToken(), Flash: flash, Error: errMsg, Events: veroEvents,
+		Example: api.WebhookURL(w.opts.PublicURL, in.ID, "<TOKEN>"),
+	}
+	p.Fresh = freshness(st, loadError(w.opts.Status(r.Context(), false)))
+	for _, u := range urls {
+		if u.RevokedAt == nil {
+			p.Active++
+		}
+	}
+	p.CanGenerate = p.Active < control.MaxActiveURLs
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	p.Data = w.recent(ctx, in.Schema, warehouse.DataTable,
+		fmt.Sprintf(`SELECT * FROM "%s"."%s" ORDER BY %s DESC LIMIT %d`, in.Schema, warehouse.DataTable, warehouse.ColSequence, recentRows))
+	p.Rejected = w.recent(ctx, in.Schema, warehouse.RejectedTable,
+		fmt.Sprintf(`SELECT _sdc_rejected_at, table_name, reason, record FROM "%s"."%s" ORDER BY _sdc_rejected_at DESC LIMIT %d`,
+			in.Schema, warehouse.RejectedTable, recentRows))
+	w.render(rw, r, status, "integration.html", p)
+}
+
+// recent reads a few rows of schema.table; a missing table is not an error.
+// The schema name is safe to quote: control allows only [a-z0-9_].
+func (w *Web) recent(ctx context.Context, schema, table, sql string) rows {
+	cols, err := w.opts.Warehouse.Columns(ctx, schema, table)
+	if err != nil {
+		return rows{Err: "could not read the table: " + err.Error()}
+	}
+	if cols == nil {
+		return rows{Missing: true}
+	}
+	res, err := w.opts.Warehouse.Query(ctx, sql, recentRows)
+	if err != nil {
+		return rows{Err: "could not read the table: " + err.Error()}
+	}
+	return rows{Columns: res.Columns, Rows: res.Rows, Missing: len(res.Rows) == 0}
+}
+
+// generate makes another webhook URL and answers with its one-time reveal.
+func (w *Web) generate(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	if !w.sessions.useOnce(sessionOf(r), r.PostForm.Get("once")) {
+		http.Redirect(rw, r, fmt.Sprintf("/integrations/%d?resubmitted=1", in.ID), http.StatusSeeOther)
+		return
+	}
+	u, token, err := w.opts.Control.GenerateURL(in.ID, w.opts.Now())
+	if err != nil {
+		status, msg := w.controlError(err)
+		w.showIntegration(rw, r, status, in, "", msg)
+		return
+	}
+	w.opts.Logger.Info("webhook URL generated", "integration", in.ID, "url_id", u.ID, "hint", "****"+u.Hint)
+	w.reveal(rw, r, in, u, token, false)
+}
+
+type confirmPage struct {
+	base
+	Heading string
+	Message string
+	Action  string
+	Button  string
+	Cancel  string
+}
+
+func (w *Web) revokeConfirm(rw http.ResponseWriter, r *http.Request) {
+	in, u, ok := w.lookupURL(rw, r)
+	if !ok {
+		return
+	}
+	if u.RevokedAt != nil {
+		http.Redirect(rw, r, fmt.Sprintf("/integrations/%d", in.ID), http.StatusSeeOther)
+		return
+	}
+	w.render(rw, r, http.StatusOK, "confirm.html", confirmPage{
+		base:    w.base(r, "Revoke webhook URL"),
+		Heading: fmt.Sprintf("Revoke webhook URL ****%s of %s?", u.Hint, in.Name),
+		Message: "Requests with this URL get 401 from the moment you revoke it, and it cannot be restored. " +
+			"If the provider still sends to it, generate a new URL and update the provider first.",
+		Action: fmt.Sprintf("/integrations/%d/urls/%d/revoke", in.ID, u.ID),
+		Button: "Revoke", Cancel: fmt.Sprintf("/integrations/%d", in.ID),
+	})
+}
+
+func (w *Web) revoke(rw http.ResponseWriter, r *http.Request) {
+	in, u, ok := w.lookupURL(rw, r)
+	if !ok {
+		return
+	}
+	if err := w.opts.Control.RevokeURL(in.ID, u.ID, w.opts.Now()); err != nil {
+		status, msg := w.controlError(err)
+		w.showIntegration(rw, r, status, in, "", msg)
+		return
+	}
+	w.opts.Logger.Info("webhook URL revoked", "integration", in.ID, "url_id", u.ID)
+	http.Redirect(rw, r, fmt.Sprintf("/integrations/%d?revoked=%d", in.ID, u.ID), http.StatusSeeOther)
+}
+
+func (w *Web) deleteConfirm(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	w.render(rw, r, http.StatusOK, "confirm.html", confirmPage{
+		base:    w.base(r, "Delete integration"),
+		Heading: fmt.Sprintf("Delete integration %s?", in.Name),
+		Message: fmt.Sprintf("Its webhook URLs are revoked at once, so the provider's requests get 401. "+
+			"The data already in schema %s stays in the warehouse, and the schema name stays taken.", in.Schema),
+		Action: fmt.Sprintf("/integrations/%d/delete", in.ID),
+		Button: "Delete integration", Cancel: fmt.Sprintf("/integrations/%d", in.ID),
+	})
+}
+
+func (w *Web) delete(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	if err := w.opts.Control.Delete(in.ID, w.opts.Now()); err != nil {
+		status, msg := w.controlError(err)
+		w.fail(rw, r, status, msg)
+		return
+	}
+	w.opts.Logger.Info("integration deleted; its URLs are revoked, its warehouse data stays", "integration", in.ID)
+	http.Redirect(rw, r, fmt.Sprintf("/?deleted=%d", in.ID), http.StatusSeeOther)
+}
+
+// lookup finds the integration named by the {id} path value, or answers 404.
+func (w *Web) lookup(rw http.ResponseWriter, r *http.Request) (*control.Integration, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		w.fail(rw, r, http.StatusNotFound, "There is no such integration.")
+		return nil, false
+	}
+	in, err := w.opts.Control.Integration(id)
+	if err != nil {
+		status, msg := w.controlError(err)
+		w.fail(rw, r, status, msg)
+		return nil, false
+	}
+	return in, true
+}
+
+// lookupURL finds the {url} of the {id} integration, or answers 404.
+func (w *Web) lookupURL(rw http.ResponseWriter, r *http.Request) (*control.Integration, *control.WebhookURL, bool) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return nil, nil, false
+	}
+	uid, err := strconv.ParseInt(r.PathValue("url"), 10, 64)
+	if err == nil {
+		urls, err := w.opts.Control.URLs(in.ID)
+		if err == nil {
+			for _, u := range urls {
+				if u.ID == uid {
+					return in, &u, true
+				}
+			}
+		}
+	}
+	w.fail(rw, r, http.StatusNotFound, fmt.Sprintf("Integration %s has no such webhook URL.", in.Name))
+	return nil, nil, false
+}
+
+// controlError maps a control error to a status and a message for the user.
+func (w *Web) controlError(err error) (int, string) {
+	switch {
+	case errors.Is(err, control.ErrNotFound):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, control.ErrConflict):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, control.ErrInvalid):
+		return http.StatusBadRequest, err.Error()
+	}
+	w.opts.Logger.Error("control data write failed", "err", err)
+	return http.StatusServiceUnavailable, "The change could not be stored; try again shortly."
+}

@@ -1,0 +1,149 @@
+package web
+
+import (
+	"fmt"
+	"html/template"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hookhouse/hookhouse/internal/api"
+)
+
+// FreshLag is how old the oldest unloaded record may be while an integration
+// still counts as fresh.
+const FreshLag = 60 * time.Second
+
+// Freshness is the badge of an integration: green (OK) or red.
+type Freshness struct {
+	OK    bool
+	Label string
+	Why   string
+}
+
+// freshness is the badge rule: green when loading has no errors and the
+// integration is caught up (backlog 0) or its oldest waiting record is younger
+// than FreshLag; red otherwise.
+func freshness(st api.Stats, loadErr string) Freshness {
+	switch {
+	case loadErr != "":
+		return Freshness{Label: "failing", Why: loadErr}
+	case st.Backlog > 0 && st.LagSeconds >= FreshLag.Seconds():
+		return Freshness{Label: "behind", Why: fmt.Sprintf("%d records have waited %s to load", st.Backlog, seconds(st.LagSeconds))}
+	case st.RecordsReceived == 0:
+		return Freshness{OK: true, Label: "fresh", Why: "no events received yet"}
+	case st.Backlog == 0:
+		return Freshness{OK: true, Label: "fresh", Why: "every received record is loaded"}
+	default:
+		return Freshness{OK: true, Label: "fresh", Why: fmt.Sprintf("%d records loading, oldest %s old", st.Backlog, seconds(st.LagSeconds))}
+	}
+}
+
+// loadError is why loading is unhealthy according to the status report, or "".
+func loadError(st Status) string {
+	for _, c := range st.Components {
+		if (c.Name == "loader" || c.Name == "warehouse") && c.Status != Operational {
+			if c.Message != "" {
+				return c.Message
+			}
+			return "the " + c.Name + " is " + c.Status
+		}
+	}
+	return ""
+}
+
+var funcs = template.FuncMap{
+	"ts":      ts,
+	"ago":     ago,
+	"seconds": seconds,
+	"cell":    cell,
+	"count":   func(n int64) string { return groupDigits(n) },
+}
+
+// ts shows a time in UTC, or "never".
+func ts(t any) string {
+	switch v := t.(type) {
+	case time.Time:
+		if v.IsZero() {
+			return "never"
+		}
+		return v.UTC().Format("2006-01-02 15:04:05 UTC")
+	case *time.Time:
+		if v == nil || v.IsZero() {
+			return "never"
+		}
+		return v.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	return ""
+}
+
+// ago is how long ago t was, e.g. "3 s ago", or "".
+func ago(t any) string {
+	var tt time.Time
+	switch v := t.(type) {
+	case time.Time:
+		tt = v
+	case *time.Time:
+		if v != nil {
+			tt = *v
+		}
+	}
+	if tt.IsZero() {
+		return ""
+	}
+	d := time.Since(tt)
+	if d < 0 {
+		d = 0
+	}
+	return seconds(d.Seconds()) + " ago"
+}
+
+// seconds shows a duration given in seconds: "0 s", "42 s", "3 min 5 s", "2 h 10 min".
+func seconds(s float64) string {
+	n := int64(math.Round(s))
+	switch {
+	case n < 60:
+		return strconv.FormatInt(n, 10) + " s"
+	case n < 3600:
+		return fmt.Sprintf("%d min %d s", n/60, n%60)
+	case n < 48*3600:
+		return fmt.Sprintf("%d h %d min", n/3600, n%3600/60)
+	}
+	return fmt.Sprintf("%d days", n/86400)
+}
+
+// cell shows a warehouse value, cut to a readable length.
+func cell(v any) string {
+	if v == nil {
+		return "NULL"
+	}
+	s, ok := v.(string)
+	if !ok {
+		s = fmt.Sprint(v)
+	}
+	const max = 80
+	if utf8.RuneCountInString(s) > max {
+		r := []rune(s)
+		s = string(r[:max]) + "…"
+	}
+	return s
+}
+
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
