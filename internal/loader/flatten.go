@@ -30,7 +30,21 @@ import (
 //     loaded + rejected is always the number of records added; columns it
 //     created stay;
 //   - _sdc_extra holds {"<flattened column name, before shortening>": value}
-//     with each value as it was in the record's JSON.
+//     with each value as it was in the record's JSON; the primary key column
+//     is always created, whatever the limit;
+//   - reserved names are judged per key: a key whose normalized form ends in
+//     __st/__bi/__do/__bo/__de or starts with _sdc rejects the record, whatever
+//     its value and depth ({"a":{"_sdc_x":null}} too). A nested key that is
+//     only "de" is fine ({"title":{"de":"Hallo"}} -> title__de), so German
+//     titles load; such a column is shared with title's numeric split column
+//     should title ever hold a number;
+//   - an empty key is named "_"; two names that are equal after shortening but
+//     not before reject the record (a hash collision, never seen in practice);
+//   - the record text kept in _sdc_rejected has invalid UTF-8 and NUL bytes
+//     replaced by U+FFFD, since text columns cannot hold them.
+
+// internalError starts the reason of a record rejected because of a bug.
+const internalError = "hookhouse failed to flatten this record (a bug: please report it)"
 
 // defaultMaxColumns is SPEC's --max-columns default.
 const defaultMaxColumns = 1000
@@ -314,6 +328,15 @@ func (r *rejectedTable) init(existing []warehouse.Column) {
 func (f *Flattener) Add(in Input) {
 	s := string(in.Body)
 	f.s = s
+	defer func() {
+		// A bug must not stop the integration's loading for good (the record
+		// would be read again after every restart): the record is rejected,
+		// with the reason saying what happened.
+		if p := recover(); p != nil {
+			f.rollback()
+			f.reject(&rejection{table: warehouse.DataTable, reason: fmt.Sprintf("%s: %v", internalError, p)}, s)
+		}
+	}()
 	f.recv = warehouse.UTC(in.ReceivedAt)
 	f.seq = in.Sequence
 	r := f.flatten(in, false)

@@ -561,6 +561,7 @@ func TestReservedAndCollisions(t *testing.T) {
 		{"_SDC upper", `{"_SDC_x":5}`, `reserved prefix _sdc`, "data"},
 		{"__sdc_primary_key", `{"__sdc_primary_key":"mine"}`, `reserved prefix _sdc`, "data"},
 		{"_sdc nested", `{"a":{"_sdc_level_0_id":1}}`, `reserved prefix _sdc`, "data"},
+		{"_sdc with a null value", `{"a":{"_sdc_x":null}}`, `"a._sdc_x" starts with the reserved prefix _sdc`, "data"},
 		{"_sdc in element", `{"items":[{"_sdc_level_0_id":1}]}`, `reserved prefix _sdc`, "data__items"},
 		{"case collision", `{"userId":1,"userid":2}`, `"userId" and "userid" both map to the column "userid"`, "data"},
 		{"collision across types", `{"userId":1,"USERID":"x"}`, `both map to the column "userid"`, "data"},
@@ -604,6 +605,8 @@ func TestNotCollisions(t *testing.T) {
 		{"duplicate key: an earlier bad value does not count", `{"a":1e400,"a":1}`, map[string]any{"a": int64(1)}},
 		{"null takes part in no collision", `{"userId":1,"userid":null}`, map[string]any{"userid": int64(1)}},
 		{"objects with case-different keys", `{"a":{"x":1},"A":{"y":2}}`, map[string]any{"a__x": int64(1), "a__y": int64(2)}},
+		{"nested key that looks like a suffix", `{"title":{"de":"Hallo","en":"Hello"}}`, map[string]any{"title__de": "Hallo", "title__en": "Hello"}},
+		{"empty key", `{"":1,"o":{"":2}}`, map[string]any{"_": int64(1), "o___": int64(2)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tables, loaded, rejected := flattenAll(t, "", 0, nil, tc.body)
@@ -1091,5 +1094,76 @@ func BenchmarkParse(b *testing.B) {
 		if err := p.parse(bodies[i%len(bodies)]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestColumnLimitAcrossRecords(t *testing.T) {
+	const records = 5000
+	bodies := make([]string, records)
+	for i := range bodies {
+		bodies[i] = fmt.Sprintf(`{"common":%d,"f%04d":"v%d"}`, i, i, i)
+	}
+	tables, loaded, _ := flattenAll(t, "", 100, nil, bodies...)
+	if loaded != records {
+		t.Fatalf("loaded %d: %v", loaded, rejectedReasons(tables)[:1])
+	}
+	data := mustTable(t, tables, "data")
+	if len(data.Columns) != 100 {
+		t.Errorf("%d columns, want 100", len(data.Columns))
+	}
+	inExtra := 0
+	for r := range data.Rows {
+		key := fmt.Sprintf("f%04d", r)
+		want := fmt.Sprintf("v%d", r)
+		if get(data, r, "common") != int64(r) {
+			t.Fatalf("row %d common = %v", r, get(data, r, "common"))
+		}
+		if v := get(data, r, key); v != nil {
+			if v != want {
+				t.Errorf("row %d %s = %v", r, key, v)
+			}
+			continue
+		}
+		extra, _ := get(data, r, "_sdc_extra").(string)
+		if want := `{"` + key + `":"` + want + `"}`; extra != want {
+			t.Fatalf("row %d _sdc_extra = %q, want %q", r, extra, want)
+		}
+		inExtra++
+	}
+	// 5 standard columns, common, _sdc_extra: 93 field columns.
+	if inExtra != records-93 {
+		t.Errorf("%d values in _sdc_extra, want %d", inExtra, records-93)
+	}
+}
+
+func TestUnicodeKeys(t *testing.T) {
+	tables, loaded, _ := flattenAll(t, "", 0, nil, `{"Émail":"a","user":{"Prénom":"b","名前":"c"},"\u00c9tat":"d"}`)
+	if loaded != 1 {
+		t.Fatalf("loaded %d: %v", loaded, rejectedReasons(tables))
+	}
+	data := mustTable(t, tables, "data")
+	for col, want := range map[string]any{"_mail": "a", "user__pr_nom": "b", "user____": "c", "_tat": "d"} {
+		if got := get(data, 0, col); got != want {
+			t.Errorf("%s = %#v, want %#v (columns %v)", col, got, want, colNames(data))
+		}
+	}
+}
+
+func TestSplitColumnTakenByNestedField(t *testing.T) {
+	tables, loaded, rejected := flattenAll(t, "", 0, nil,
+		`{"title":"plain"}`,
+		`{"title":{"de":"Hallo"}}`,
+		`{"title":12345678901234567890123}`, // numeric would go to title__de, which is text
+		`{"title":{"de":"Tschüss"}}`,
+	)
+	if loaded != 3 || rejected != 1 {
+		t.Fatalf("loaded %d rejected %d: %v", loaded, rejected, rejectedReasons(tables))
+	}
+	if r := rejectedReasons(tables)[0]; !strings.Contains(r, `"title__de", exists with type text`) || !strings.Contains(r, `"title"`) {
+		t.Errorf("reason %q", r)
+	}
+	data := mustTable(t, tables, "data")
+	if got := strings.Join(colNames(data)[5:], " "); got != "title title__de" {
+		t.Errorf("columns %q", got)
 	}
 }

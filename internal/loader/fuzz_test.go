@@ -1,7 +1,9 @@
 package loader
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -36,6 +38,19 @@ var fuzzSeeds = []string{
 	`{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":{"m":{"n":{"o":{"p":{"q":"deep and long name"}}}}}}}}}}}}}}}}}`,
 }
 
+// fuzzExisting is a warehouse with columns already, some split by type, one of
+// a type JSON never makes.
+var fuzzExisting = map[string][]warehouse.Column{
+	"data": {
+		{Name: "__sdc_primary_key", Type: warehouse.Text}, {Name: "_sdc_received_at", Type: warehouse.Timestamp},
+		{Name: "type", Type: warehouse.Text}, {Name: "type__bi", Type: warehouse.BigInt},
+		{Name: "a", Type: warehouse.BigInt}, {Name: "a__st", Type: warehouse.Boolean},
+		{Name: "t", Type: warehouse.Timestamp},
+	},
+	"data__a":       {{Name: "_sdc_source_key___sdc_primary_key", Type: warehouse.Text}, {Name: "value", Type: warehouse.Double}},
+	"_sdc_rejected": {{Name: "reason", Type: warehouse.Text}},
+}
+
 func FuzzFlatten(f *testing.F) {
 	_, bodies := veroBodies(f)
 	for _, b := range bodies {
@@ -46,17 +61,20 @@ func FuzzFlatten(f *testing.F) {
 	}
 	first := []byte(bodies[0])
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkParser(t, body)
 		// Append-only, after a record that made columns; and with a primary
 		// key and a small column limit, the same record twice.
 		for _, mode := range []struct {
-			pk      string
-			maxCols int
-			inputs  [][]byte
+			pk       string
+			maxCols  int
+			inputs   [][]byte
+			existing map[string][]warehouse.Column
 		}{
-			{"", 0, [][]byte{first, body}},
-			{"id", 12, [][]byte{body, body}},
+			{"", 0, [][]byte{first, body}, nil},
+			{"id", 12, [][]byte{body, body}, nil},
+			{"", 10, [][]byte{first, body}, fuzzExisting},
 		} {
-			fl := NewFlattener(mode.pk, mode.maxCols, nil)
+			fl := NewFlattener(mode.pk, mode.maxCols, mode.existing)
 			for i, in := range mode.inputs {
 				fl.Add(input(i, string(in)))
 			}
@@ -95,6 +113,9 @@ func FuzzFlatten(f *testing.F) {
 			// The parser agrees with encoding/json on what is a JSON object.
 			syntaxOK := json.Valid(body) && utf8.Valid(body) && strings.HasPrefix(strings.TrimLeft(string(body), " \t\r\n"), "{")
 			for _, r := range reasons {
+				if strings.HasPrefix(r, internalError) {
+					t.Fatalf("panic while flattening %q: %s", body, r)
+				}
 				isSyntax := strings.HasPrefix(r, "the record is not")
 				if isSyntax && syntaxOK && !strings.Contains(r, "nested too deeply") {
 					t.Fatalf("valid JSON object refused: %s", r)
@@ -105,4 +126,65 @@ func FuzzFlatten(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkParser compares the parser with encoding/json on a valid JSON object:
+// same keys (duplicates: last wins), same decoded strings, same number literals.
+func checkParser(t *testing.T, body []byte) {
+	if !json.Valid(body) || !utf8.Valid(body) {
+		return
+	}
+	var want any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&want); err != nil {
+		return
+	}
+	if _, ok := want.(map[string]any); !ok {
+		return
+	}
+	var p parser
+	if err := p.parse(string(body)); err != nil {
+		if strings.Contains(err.Error(), "nested too deeply") {
+			return
+		}
+		t.Fatalf("parser refuses a valid object: %v", err)
+	}
+	p.dedupe()
+	if got := treeValue(&p, 0); !reflect.DeepEqual(got, want) {
+		t.Fatalf("parser reads\n%#v\nencoding/json reads\n%#v", got, want)
+	}
+}
+
+func treeValue(p *parser, i int32) any {
+	n := &p.nodes[i]
+	switch n.kind {
+	case kindObject:
+		m := map[string]any{}
+		for c := n.first; c >= 0; c = p.nodes[c].next {
+			if p.nodes[c].kind != kindGone {
+				m[p.key(c)] = treeValue(p, c)
+			}
+		}
+		return m
+	case kindArray:
+		a := []any{}
+		for c := n.first; c >= 0; c = p.nodes[c].next {
+			a = append(a, treeValue(p, c))
+		}
+		return a
+	case kindString:
+		if !n.esc {
+			return p.s[n.vs:n.ve]
+		}
+		v, _ := unescape(p.s[n.vs:n.ve])
+		return v
+	case kindNumber:
+		return json.Number(p.s[n.vs:n.ve])
+	case kindTrue:
+		return true
+	case kindFalse:
+		return false
+	}
+	return nil
 }
