@@ -184,6 +184,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The screenshot must not hold a live token: blank it out first.
 	do(t, ctx, "hide the token for the screenshot", chromedp.SetValue(chromedp.CSS("#webhook-url"),
 		strings.Replace(url1, token1, strings.Repeat("•", 20)+" (hidden in this screenshot)", 1)))
+	run(t, ctx, "reset the Copy label", chromedp.Evaluate[string](`document.querySelector("#copy").textContent = "Copy"`))
 	screenshot(t, ctx, "reveal")
 
 	// 4. Continue: the token is gone from the page source, and stays gone on reload.
@@ -232,23 +233,31 @@ func TestDashboardInBrowser(t *testing.T) {
 	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"sent","user":{"id":1}}`)); status != 200 {
 		t.Fatalf("POST to the second URL = %d, want 200", status)
 	}
+	// userId and userid collide after naming: the record goes to _sdc_rejected.
+	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"sent","userId":1,"userid":2}`)); status != 200 {
+		t.Fatalf("POST to the second URL = %d, want 200", status)
+	}
 	want := fmt.Sprint(len(files) + 1)
 
 	// 7. The records are counted and the recent rows shown (reload until loaded).
-	var received, loaded string
+	var received, loaded, rejected string
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		navigate(t, ctx, "reload", chromedp.Reload())
 		received, loaded = run(t, ctx, "received", text("#stat-received")), run(t, ctx, "loaded", text("#stat-loaded"))
-		if loaded == want {
+		rejected = run(t, ctx, "rejected", text("#stat-rejected"))
+		if loaded == want && rejected == "1" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("loaded %s of %s records after 30s (received %s)", loaded, want, received)
+			t.Fatalf("loaded %s of %s records and rejected %s of 1 after 30s (received %s)", loaded, want, rejected, received)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if received != want {
-		t.Fatalf("received = %s, want %s", received, want)
+	if received != fmt.Sprint(len(files)+2) {
+		t.Fatalf("received = %s, want %d", received, len(files)+2)
+	}
+	if reason := run(t, ctx, "rejected rows", text("#rejected tbody")); !strings.Contains(reason, "userid") {
+		t.Fatalf("rejected records show %q, want the userId/userid collision", reason)
 	}
 	rows := run(t, ctx, "recent rows", chromedp.Evaluate[[]string](
 		`Array.from(document.querySelectorAll("#recent tbody tr")).map(r => r.textContent)`))

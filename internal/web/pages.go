@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,9 +177,12 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 	}
 	flash := ""
 	q := r.URL.Query()
-	if id := q.Get("revoked"); id != "" {
-		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
-			flash = fmt.Sprintf("Webhook URL %d revoked: requests with it now get 401.", n)
+	if id, err := strconv.ParseInt(q.Get("revoked"), 10, 64); err == nil {
+		urls, _ := w.opts.Control.URLs(in.ID)
+		for _, u := range urls {
+			if u.ID == id && u.RevokedAt != nil {
+				flash = fmt.Sprintf("Webhook URL ****%s revoked: requests with it now get 401.", u.Hint)
+			}
 		}
 	}
 	if q.Get("resubmitted") != "" {
@@ -231,7 +235,46 @@ func (w *Web) recent(ctx context.Context, schema, table, sql string) rows {
 	if err != nil {
 		return rows{Err: "could not read the table: " + err.Error()}
 	}
+	if table == warehouse.DataTable {
+		res = fieldsFirst(res)
+	}
 	return rows{Columns: res.Columns, Rows: res.Rows, Missing: len(res.Rows) == 0}
+}
+
+// fieldsFirst moves the _sdc_* columns after the record's own fields, so the
+// page shows the data first; _sdc_sequence stays first of them.
+func fieldsFirst(res *warehouse.Result) *warehouse.Result {
+	var order []int
+	for i, c := range res.Columns {
+		if !strings.HasPrefix(c, "_sdc") && !strings.HasPrefix(c, "__sdc") {
+			order = append(order, i)
+		}
+	}
+	for _, c := range []string{warehouse.ColSequence, warehouse.ColReceivedAt, warehouse.ColBatchedAt, warehouse.ColPrimaryKey, warehouse.ColTableVersion} {
+		for i, name := range res.Columns {
+			if name == c {
+				order = append(order, i)
+			}
+		}
+	}
+	for i, c := range res.Columns { // any other _sdc column, e.g. _sdc_extra
+		if (strings.HasPrefix(c, "_sdc") || strings.HasPrefix(c, "__sdc")) && !slices.Contains(order, i) {
+			order = append(order, i)
+		}
+	}
+	out := &warehouse.Result{Columns: make([]string, len(order)), Rows: make([][]any, len(res.Rows))}
+	for j, i := range order {
+		out.Columns[j] = res.Columns[i]
+	}
+	for r, row := range res.Rows {
+		out.Rows[r] = make([]any, len(order))
+		for j, i := range order {
+			if i < len(row) {
+				out.Rows[r][j] = row[i]
+			}
+		}
+	}
+	return out
 }
 
 // generate makes another webhook URL and answers with its one-time reveal.

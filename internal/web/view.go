@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hookhouse/hookhouse/internal/api"
@@ -29,15 +30,15 @@ type Freshness struct {
 func freshness(st api.Stats, loadErr string) Freshness {
 	switch {
 	case loadErr != "":
-		return Freshness{Label: "failing", Why: loadErr}
+		return Freshness{Label: "failing", Why: capitalize(loadErr)}
 	case st.Backlog > 0 && st.LagSeconds >= FreshLag.Seconds():
-		return Freshness{Label: "behind", Why: fmt.Sprintf("%d records have waited %s to load", st.Backlog, seconds(st.LagSeconds))}
+		return Freshness{Label: "behind", Why: fmt.Sprintf("%d records are waiting; the oldest for %s", st.Backlog, seconds(st.LagSeconds))}
 	case st.RecordsReceived == 0:
-		return Freshness{OK: true, Label: "fresh", Why: "no events received yet"}
+		return Freshness{OK: true, Label: "fresh", Why: "No events received yet"}
 	case st.Backlog == 0:
-		return Freshness{OK: true, Label: "fresh", Why: "every received record is loaded"}
+		return Freshness{OK: true, Label: "fresh", Why: "Every received record is loaded"}
 	default:
-		return Freshness{OK: true, Label: "fresh", Why: fmt.Sprintf("%d records loading, oldest %s old", st.Backlog, seconds(st.LagSeconds))}
+		return Freshness{OK: true, Label: "fresh", Why: fmt.Sprintf("%d records loading, the oldest is %s old", st.Backlog, seconds(st.LagSeconds))}
 	}
 }
 
@@ -55,11 +56,13 @@ func loadError(st Status) string {
 }
 
 var funcs = template.FuncMap{
-	"ts":      ts,
-	"ago":     ago,
-	"seconds": seconds,
-	"cell":    cell,
-	"count":   func(n int64) string { return groupDigits(n) },
+	"ts":         ts,
+	"ago":        ago,
+	"seconds":    seconds,
+	"cell":       func(v any) string { return cellN(v, 80) },
+	"cellN":      cellN,
+	"capitalize": capitalize,
+	"count":      func(n int64) string { return groupDigits(n) },
 }
 
 // ts shows a time in UTC, or "never".
@@ -114,8 +117,8 @@ func seconds(s float64) string {
 	return fmt.Sprintf("%d days", n/86400)
 }
 
-// cell shows a warehouse value, cut to a readable length.
-func cell(v any) string {
+// cellN shows a warehouse value, cut to max characters.
+func cellN(v any, max int) string {
 	if v == nil {
 		return "NULL"
 	}
@@ -123,12 +126,20 @@ func cell(v any) string {
 	if !ok {
 		s = fmt.Sprint(v)
 	}
-	const max = 80
 	if utf8.RuneCountInString(s) > max {
 		r := []rune(s)
 		s = string(r[:max]) + "…"
 	}
 	return s
+}
+
+// capitalize upper-cases the first letter of a message.
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 func groupDigits(n int64) string {
