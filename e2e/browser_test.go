@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -200,6 +201,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	if html := run(t, ctx, "page source", source()); strings.Contains(html, token1) {
 		t.Fatal("the integration page holds the token after a reload")
 	}
+	// The back button does not bring the reveal back either: it was the answer
+	// to a POST sent with no-store, so Chromium has nothing to show.
+	integrationPage := run(t, ctx, "location", chromedp.Location())
+	if err := chromedp.Do(ctx, chromedp.NavigateBack()); err != nil && !errors.Is(err, chromedp.ErrPageLoad) {
+		t.Fatalf("back: %v", err)
+	}
+	if html := run(t, ctx, "page source after back", source()); strings.Contains(html, token1) {
+		t.Fatal("the back button shows the revealed URL again")
+	}
+	navigate(t, ctx, "return to the integration", chromedp.Navigate(integrationPage))
 
 	// 5. Generate a second URL; Generate is then disabled.
 	navigate(t, ctx, "generate", click("#generate"))

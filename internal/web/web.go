@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -135,6 +136,11 @@ func New(opts Options) (*Web, error) {
 		sessions: newSessions(opts.SessionTTL, opts.Now),
 		static:   http.StripPrefix("/static/", http.FileServerFS(static)),
 		origin:   http.NewCrossOriginProtection(),
+	}
+	// Browsers too old to send Sec-Fetch-Site are checked by Origin against Host;
+	// behind a proxy that rewrites Host, the public URL's origin still passes.
+	if u, err := url.Parse(opts.PublicURL); err == nil && u.Scheme != "" && u.Host != "" {
+		_ = w.origin.AddTrustedOrigin(u.Scheme + "://" + u.Host)
 	}
 	w.origin.SetDenyHandler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusForbidden, "This form was sent from another site, so it was refused.")

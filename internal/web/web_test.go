@@ -417,3 +417,31 @@ func TestSeconds(t *testing.T) {
 		t.Error("groupDigits")
 	}
 }
+
+func TestCrossOriginFormsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.client(t)
+	b.login(e.key)
+	_, page := b.do("GET", "/", nil)
+	csrf := hidden(page, "csrf")
+	for _, c := range []struct {
+		hdr  []string
+		want int
+	}{
+		{[]string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{[]string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{[]string{"Origin", "http://hooks.example.com"}, http.StatusSeeOther}, // the public URL, behind a proxy
+		{[]string{"Sec-Fetch-Site", "same-origin"}, http.StatusSeeOther},
+	} {
+		// Logging out is the POST under test; when allowed, log in again.
+		resp, _ := b.do("POST", "/logout", url.Values{"csrf": {csrf}}, c.hdr...)
+		if resp.StatusCode != c.want {
+			t.Errorf("POST with %v = %d, want %d", c.hdr, resp.StatusCode, c.want)
+		}
+		if c.want == http.StatusSeeOther {
+			b.login(e.key)
+			_, page = b.do("GET", "/", nil)
+			csrf = hidden(page, "csrf")
+		}
+	}
+}
