@@ -50,6 +50,9 @@ type Pebble struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	closing  sync.RWMutex // held for reading while queuing an append
+	isClosed bool
+
 	mu      sync.Mutex
 	heads   map[int64]Head
 	changed chan struct{} // closed and replaced on every successful append
@@ -137,13 +140,20 @@ func (p *Pebble) Append(ctx context.Context, integration int64, receivedAt time.
 		return 0, err
 	}
 	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, err: make(chan error, 1)}
+	// The read lock keeps Close from stopping the writer between our check and
+	// our send, so a queued request is always answered.
+	p.closing.RLock()
+	if p.isClosed {
+		p.closing.RUnlock()
+		return 0, ErrClosed
+	}
 	select {
 	case p.appends <- req:
-	case <-p.stop:
-		return 0, ErrClosed
 	case <-ctx.Done():
+		p.closing.RUnlock()
 		return 0, ctx.Err()
 	}
+	p.closing.RUnlock()
 	// Once queued the request is committed or failed by the writer; wait for the
 	// answer even if ctx ends, so that a 200 is never sent for an unknown outcome
 	// and a failure is never reported for records that became durable.
@@ -205,11 +215,13 @@ func (p *Pebble) commit(group []*appendReq) {
 		for _, body := range r.bodies {
 			h.Position++
 			id := uuid.New()
-			val := make([]byte, 24+len(body))
-			binary.BigEndian.PutUint64(val, uint64(us))
-			copy(val[8:24], id[:])
-			copy(val[24:], body)
-			_ = b.Set(logKey(r.integration, h.Position), val, nil)
+			// Encode straight into the batch: no intermediate copy of the body.
+			op := b.SetDeferred(17, 24+len(body))
+			putLogKey(op.Key, r.integration, h.Position)
+			binary.BigEndian.PutUint64(op.Value, uint64(us))
+			copy(op.Value[8:24], id[:])
+			copy(op.Value[24:], body)
+			_ = op.Finish()
 		}
 		if r.receivedAt.After(h.LastReceivedAt) {
 			h.LastReceivedAt = r.receivedAt
@@ -369,6 +381,9 @@ func (p *Pebble) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	p.closing.Lock()
+	p.isClosed = true
+	p.closing.Unlock()
 	close(p.stop)
 	<-p.done
 	return p.db.Close()
@@ -434,10 +449,14 @@ func (p *Pebble) Dir() string { return filepath.Clean(p.dir) }
 
 func logKey(integration int64, pos uint64) []byte {
 	k := make([]byte, 17)
+	putLogKey(k, integration, pos)
+	return k
+}
+
+func putLogKey(k []byte, integration int64, pos uint64) {
 	k[0] = prefixLog
 	binary.BigEndian.PutUint64(k[1:], uint64(integration))
 	binary.BigEndian.PutUint64(k[9:], pos)
-	return k
 }
 
 func headKey(integration int64) []byte {
