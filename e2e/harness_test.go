@@ -21,10 +21,11 @@ import (
 	"github.com/hookhouse/hookhouse/client"
 	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/pgtest"
+	"github.com/hookhouse/hookhouse/internal/samples"
 	"github.com/hookhouse/hookhouse/internal/server"
 )
 
-const veroDir = "../../shared/testdata/vero"
+var veroDir = samples.VeroDir()
 
 var binPath string // built once by TestMain for child-process tests
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/server"
@@ -23,6 +25,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The log's fsync loop needs a second P: with GOMAXPROCS=1 ack latency explodes.
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
+	}
+	// Big bodies are short-lived garbage; a soft memory limit makes the GC return
+	// it promptly instead of letting the heap double. GOMEMLIMIT overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(1 << 30)
 	}
 	server.Version = buildVersion()
 	logger.Info("starting hookhouse", "version", server.Version, "config", cfg.String())

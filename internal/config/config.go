@@ -29,6 +29,9 @@ type Config struct {
 	LogFormat   string        // text or json
 	LogLevel    string        // debug, info, warn, error
 	ShutdownMax time.Duration // deadline for graceful shutdown
+	// Slow or stalled clients are cut off after these.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration // whole request including the body
 }
 
 // Default returns the embedded defaults of SPEC §1.
@@ -45,6 +48,9 @@ func Default() Config {
 		LogFormat:   "text",
 		LogLevel:    "info",
 		ShutdownMax: 30 * time.Second,
+
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
 	}
 }
 
@@ -69,6 +75,8 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.IntVar(&c.MaxColumns, "max-columns", c.MaxColumns, "most columns per warehouse table (env HOOKHOUSE_MAX_COLUMNS)")
 	str(&c.LogFormat, "log-format", "log format: text or json")
 	str(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "cut off clients that do not send their headers in time (env HOOKHOUSE_READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "cut off clients that do not send the whole request in time (env HOOKHOUSE_READ_TIMEOUT)")
 	fs.DurationVar(&c.ShutdownMax, "shutdown-timeout", c.ShutdownMax, "deadline for graceful shutdown (env HOOKHOUSE_SHUTDOWN_TIMEOUT)")
 
 	// Env twins first, so flags override them.
@@ -114,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchWait < time.Millisecond {
 		errs = append(errs, errors.New("--batch-wait must be at least 1ms"))
+	}
+	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 {
+		errs = append(errs, errors.New("--read-header-timeout and --read-timeout must be positive"))
 	}
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("--retention must not be negative"))

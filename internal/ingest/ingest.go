@@ -43,6 +43,10 @@ type Handler struct {
 	Observe Observer
 	// RetryAfter is the Retry-After seconds sent with 503s.
 	RetryAfter int
+	// Large bounds how many bodies over 1 MiB are buffered at once (nil: no bound).
+	Large Slots
+	// Failures rate-limits 401s per client address (nil: no limit).
+	Failures *FailLimiter
 
 	bufs sync.Pool
 }
@@ -62,6 +66,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	now := time.Now()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 || !h.Auth.Authenticate(id, r.PathValue("token"), now) {
+		if !h.Failures.Allow(r, now) {
+			w.Header().Set("Retry-After", "10")
+			return fail(w, http.StatusTooManyRequests, "too many requests with unknown or revoked webhook URLs from this address; slow down")
+		}
 		return fail(w, http.StatusUnauthorized, "unknown or revoked webhook URL")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
@@ -83,9 +91,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	buf := h.getBuf()
 	defer h.putBuf(buf)
-	data, err := readLimited(body, h.MaxBody, buf)
+	data, err := h.readBody(r.Context(), body, buf)
 	if errors.Is(err, errTooLarge) {
 		return h.tooLarge(w, r)
+	}
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
+		w.Header().Set("Connection", "close")
+		return fail(w, http.StatusServiceUnavailable, "too many large requests at once; retry later")
 	}
 	if err != nil {
 		return fail(w, http.StatusBadRequest, "could not read the request body: "+bodyErr(err))
@@ -134,11 +147,37 @@ func (h *Handler) putBuf(b *[]byte) {
 
 var errTooLarge = errors.New("body too large")
 
+// readBody reads the body within the size limit, taking a large-body slot (kept
+// until the request ends) once it passes 1 MiB.
+func (h *Handler) readBody(ctx context.Context, r io.Reader, buf *[]byte) ([]byte, error) {
+	held := false
+	data, err := readLimited(r, h.MaxBody, buf, func() error {
+		if err := h.Large.acquire(ctx, 30*time.Second); err != nil {
+			return err
+		}
+		held = true
+		return nil
+	})
+	if held {
+		// Released when the request is done with the bytes (after the append).
+		context.AfterFunc(ctx, h.Large.release)
+	}
+	return data, err
+}
+
 // readLimited reads r into buf, growing it, and fails with errTooLarge as soon as
-// more than limit bytes arrive, without reading further.
-func readLimited(r io.Reader, limit int64, buf *[]byte) ([]byte, error) {
+// more than limit bytes arrive, without reading further. onLarge is called once
+// when the body grows past largeBody.
+func readLimited(r io.Reader, limit int64, buf *[]byte, onLarge func() error) ([]byte, error) {
 	b := (*buf)[:0]
+	large := false
 	for {
+		if !large && len(b) > largeBody && onLarge != nil {
+			large = true
+			if err := onLarge(); err != nil {
+				return nil, err
+			}
+		}
 		if len(b) == cap(b) {
 			grow := cap(b)
 			if grow < 4096 {

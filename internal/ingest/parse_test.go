@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hookhouse/hookhouse/internal/samples"
 )
 
 func TestSplit(t *testing.T) {
@@ -80,7 +82,7 @@ func TestSplit(t *testing.T) {
 }
 
 func TestSplitVeroSamples(t *testing.T) {
-	files, _ := filepath.Glob("../../../shared/testdata/vero/*.json")
+	files, _ := filepath.Glob(filepath.Join(samples.VeroDir(), "*.json"))
 	if len(files) != 14 {
 		t.Fatalf("found %d Vero samples, want 14", len(files))
 	}
@@ -112,7 +114,7 @@ func TestMaskPath(t *testing.T) {
 // FuzzSplit checks Split against encoding/json: whatever Split accepts is valid
 // JSON whose records are objects, and Split never panics.
 func FuzzSplit(f *testing.F) {
-	files, _ := filepath.Glob("../../../shared/testdata/vero/*.json")
+	files, _ := filepath.Glob(filepath.Join(samples.VeroDir(), "*.json"))
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
@@ -139,7 +141,7 @@ func FuzzSplit(f *testing.F) {
 }
 
 func BenchmarkSplit(b *testing.B) {
-	body, err := os.ReadFile("../../../shared/testdata/vero/01-sent.json")
+	body, err := os.ReadFile(filepath.Join(samples.VeroDir(), "01-sent.json"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,12 +15,13 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookhouse/hookhouse/internal/samples"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
-const veroDir = "../../../shared/testdata/vero"
+var veroDir = samples.VeroDir()
 
 var (
 	baseTime  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

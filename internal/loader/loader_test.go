@@ -16,6 +16,7 @@ import (
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/samples"
 	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
@@ -25,7 +26,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func veroSamples(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, _ := filepath.Glob("../../../shared/testdata/vero/*.json")
+	files, _ := filepath.Glob(filepath.Join(samples.VeroDir(), "*.json"))
 	sort.Strings(files)
 	if len(files) != 14 {
 		tb.Fatalf("found %d Vero samples, want 14", len(files))

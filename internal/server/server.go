@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -98,9 +99,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      90 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.ReadTimeout + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
@@ -152,6 +153,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/clients/{id}/token/{token}", &ingest.Handler{
 		Auth: s.control, Log: s.state, MaxBody: s.cfg.MaxBody, RetryAfter: 5,
 		Logger: s.logger.With("component", "ingest"), Observe: s.metrics,
+		Large:    ingest.NewSlots(8),
+		Failures: &ingest.FailLimiter{Rate: 2, Burst: 50},
 	})
 	s.api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -277,6 +280,20 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				// The panic value and request could hold a secret: log only its type,
+				// the masked path and the stack (which holds no string contents).
+				logger.Error("panic while serving a request", "path", ingest.MaskPath(r.URL.Path),
+					"panic_type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
+				if rec.status == http.StatusOK && !rec.wrote {
+					http.Error(w, `{"status":"error","message":"internal error"}`, http.StatusInternalServerError)
+				}
+			}
+		}()
 		next.ServeHTTP(rec, r)
 		level := slog.LevelDebug
 		if rec.status >= 500 {
@@ -290,11 +307,18 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	wrote  bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
+	r.wrote = true
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
