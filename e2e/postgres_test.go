@@ -190,3 +190,51 @@ func TestUpserts(t *testing.T) {
 		}
 	})
 }
+
+// TestStartWithWarehouseDown starts hookhouse while PostgreSQL is down: webhooks
+// are accepted into the log, and loading starts once PostgreSQL is up.
+func TestStartWithWarehouseDown(t *testing.T) {
+	ctx := context.Background()
+	pg, err := pgtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	dsn, err := pg.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	in := startServer(t, func(c *config.Config) { c.Warehouse = dsn })
+	id, hook := setupVero(t, in)
+	for _, f := range veroFiles(t) {
+		if status, resp := post(t, hook, "application/json", mustRead(t, f)); status != 200 {
+			t.Fatalf("POST with the warehouse down = %d %s", status, resp)
+		}
+	}
+	st, err := in.Client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.Components {
+		if c.Name == "warehouse" && c.Status != "down" {
+			t.Fatalf("warehouse shown as %s while PostgreSQL is stopped", c.Status)
+		}
+	}
+	if _, err := in.Client.Query(ctx, "select 1"); err == nil {
+		t.Fatal("query succeeded with the warehouse down")
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitLoaded(t, in.Client, id, 14)
+	r, err := in.Client.Query(ctx, "select count(*) from stitch_vero.data")
+	if err != nil || fmt.Sprint(r.Rows[0][0]) != "14" {
+		t.Fatalf("rows = %v, %v", r, err)
+	}
+	if strings.Contains(in.Logs.String(), dsn) {
+		t.Fatal("the warehouse URL reached the logs")
+	}
+}

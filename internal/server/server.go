@@ -79,14 +79,27 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		s.state.Close()
 		return nil, err
 	}
+	whLogger := logger.With("component", "warehouse")
 	if cfg.Warehouse == "" {
-		s.wh, err = duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), logger.With("component", "warehouse"))
+		// The embedded warehouse is a local file: failing to open it is fatal.
+		s.wh, err = duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), whLogger)
+		if err != nil {
+			s.state.Close()
+			return nil, fmt.Errorf("server: open warehouse: %w", err)
+		}
 	} else {
-		s.wh, err = postgres.Open(ctx, cfg.Warehouse, logger.With("component", "warehouse"))
-	}
-	if err != nil {
-		s.state.Close()
-		return nil, fmt.Errorf("server: open warehouse: %w", err)
+		// A server warehouse may be down at start; accept webhooks meanwhile.
+		lazy := &lazyWarehouse{logger: whLogger, retryEvery: time.Second,
+			open: func(ctx context.Context) (warehouse.Warehouse, error) {
+				return postgres.Open(ctx, cfg.Warehouse, whLogger)
+			}}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := lazy.get(octx)
+		cancel()
+		if err != nil {
+			logger.Warn("starting without the warehouse; loading begins when it is reachable", "err", err)
+		}
+		s.wh = lazy
 	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
