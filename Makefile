@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/
 FUZZTIME ?= 10s
 
-.PHONY: build run test test-unit fuzz-short bench soak lint deps clean
+.PHONY: build run test fuzz-short fuzz-long bench soak screenshots lint deps clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hookhouse ./cmd/hookhouse
@@ -26,6 +26,19 @@ test: deps build
 fuzz-short:
 	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./internal/ingest/
 	$(GO) test -run='^$$' -fuzz=FuzzFlatten -fuzztime=$(FUZZTIME) ./internal/loader/
+
+# The crash matrix with many kills per warehouse (make test runs 5 per warehouse).
+SOAK_KILLS ?= 25
+soak: deps build
+	HOOKHOUSE_CRASH_KILLS=$(SOAK_KILLS) $(GO) test -count=1 -v -timeout 60m -run 'TestCrashExactlyOnce' ./e2e/
+
+# Long fuzzing runs (10 minutes per target by default).
+fuzz-long:
+	$(MAKE) fuzz-short FUZZTIME=10m
+
+# Refresh the README's screenshots from the browser test.
+screenshots: deps
+	HOOKHOUSE_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run 'TestDashboardInBrowser' ./e2e/
 
 bench: deps build
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/

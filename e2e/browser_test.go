@@ -19,8 +19,7 @@ import (
 )
 
 const (
-	chromiumPath  = "/usr/bin/chromium"
-	screenshotDir = "../docs/img"
+	chromiumPath = "/usr/bin/chromium"
 )
 
 // browser starts headless Chromium with a fresh profile and returns a chromedp
@@ -114,10 +113,19 @@ func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(ch
 func text(sel string) chromedp.Action[string]         { return chromedp.Text(chromedp.CSS(sel)) }
 func source() chromedp.Action[string]                 { return chromedp.OuterHTML(chromedp.CSS("html")) }
 
-// screenshot saves the whole page as docs/img/<name>.png.
+// screenshot saves the whole page as <dir>/<name>.png. The README's pictures are
+// refreshed with `make screenshots` (HOOKHOUSE_SCREENSHOTS_DIR=docs/img); a plain
+// test run writes them to a temporary directory so the checkout stays clean.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png := run(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	if len(png) < 1000 {
+		t.Fatalf("screenshot %s is empty", name)
+	}
+	screenshotDir := os.Getenv("HOOKHOUSE_SCREENSHOTS_DIR")
+	if screenshotDir == "" {
+		screenshotDir = filepath.Join(os.TempDir(), "hookhouse-screenshots")
+	}
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
