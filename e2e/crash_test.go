@@ -15,15 +15,45 @@ import (
 
 	"github.com/hookhouse/hookhouse/client"
 	"github.com/hookhouse/hookhouse/internal/config"
+	"github.com/hookhouse/hookhouse/internal/faults"
 )
 
-// crashKills is how many SIGKILLs TestCrashExactlyOnce deals per warehouse;
+// crashModes are the kinds of kill the rounds take turns at: from outside at a
+// random moment, or by the server itself at a fault point (internal/faults):
+// mid-fsync, right after the fsync before answering, after schema evolution
+// inside the load transaction, mid-batch before COMMIT, and after COMMIT before
+// the loader takes note.
+var crashModes = []string{
+	"external SIGKILL",
+	faults.LogBeforeSync,
+	faults.WarehouseAfterEvolve,
+	faults.LogAfterSync,
+	faults.WarehouseBeforeCommit,
+	faults.LoaderAfterCommit,
+}
+
+// faultEnv arms one fault point: log points fire on about one group commit in
+// 200, warehouse points on one batch in four.
+func faultEnv(mode string) []string {
+	switch mode {
+	case faults.LogBeforeSync, faults.LogAfterSync:
+		return []string{"HOOKHOUSE_FAULTS=" + mode + "=0.005"}
+	case faults.WarehouseAfterEvolve:
+		return []string{"HOOKHOUSE_FAULTS=" + mode + "=0.5"}
+	case faults.WarehouseBeforeCommit, faults.LoaderAfterCommit:
+		return []string{"HOOKHOUSE_FAULTS=" + mode + "=0.25"}
+	}
+	return nil
+}
+
+// crashKills is how many kills TestCrashExactlyOnce deals per warehouse (one of
+// each kind by default);
 // HOOKHOUSE_CRASH_KILLS raises it for soak runs.
 func crashKills() int {
 	if n, err := strconv.Atoi(os.Getenv("HOOKHOUSE_CRASH_KILLS")); err == nil && n > 0 {
 		return n
 	}
-	return 5
+	return len(crashModes)
 }
 
 // TestCrashExactlyOnce kills the server with SIGKILL at random moments while
@@ -78,6 +108,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 			return m, b
 		}
 		hc := &http.Client{Timeout: 10 * time.Second}
+		how := map[string]int{}
+		mode := "external SIGKILL"
 		for round := 0; round < crashKills(); round++ {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -120,16 +152,33 @@ func TestCrashExactlyOnce(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(time.Duration(200+rand.IntN(1800)) * time.Millisecond)
-			srv.Kill()
+			// Let the server die by itself at its fault point, or kill it at a
+			// random moment from outside.
+			select {
+			case <-srv.done:
+				how[mode]++
+			case <-time.After(time.Duration(300+rand.IntN(2000)) * time.Millisecond):
+				srv.Kill()
+				how["external SIGKILL"]++
+			}
 			close(stop)
 			wg.Wait()
-			srv = startChild(t, dir, addr, extra...)
+			mode = crashModes[(round+1)%len(crashModes)]
+			for {
+				srv = launchChild(t, faultEnv(mode), dir, addr, extra...)
+				if srv.waitReady(t) {
+					break
+				}
+				how[mode]++ // died at its fault point while catching up
+			}
 		}
+		srv.Kill()
+		srv = startChild(t, dir, addr, extra...)
+		t.Logf("kills by kind: %v", how)
 		mu.Lock()
 		nAcked := len(acked)
 		mu.Unlock()
-		t.Logf("%d kills, %d records acknowledged, %d unsure", crashKills(), nAcked, len(unsure))
+		t.Logf("%d rounds, %d records acknowledged, %d unsure", crashKills(), nAcked, len(unsure))
 		waitFor(t, 120*time.Second, "backlog drained", func() (bool, string) {
 			in, err := c.Integration(ctx, integ.ID)
 			if err != nil {

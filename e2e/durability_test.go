@@ -24,6 +24,7 @@ type child struct {
 	URL    string
 	Stdout *syncBuffer
 	Stderr *syncBuffer
+	done   chan struct{} // closed when the process has exited
 }
 
 func freePort(t testing.TB) string {
@@ -39,52 +40,77 @@ func freePort(t testing.TB) string {
 // startChild runs `hookhouse serve` on dataDir and addr and waits until it is ready.
 func startChild(t testing.TB, dataDir, addr string, extra ...string) *child {
 	t.Helper()
+	c := launchChild(t, nil, dataDir, addr, extra...)
+	if !c.waitReady(t) {
+		t.Fatalf("child exited before it was ready; stderr:\n%s", c.Stderr.String())
+	}
+	return c
+}
+
+// launchChild starts the binary with extra environment and does not wait.
+func launchChild(t testing.TB, env []string, dataDir, addr string, extra ...string) *child {
+	t.Helper()
 	args := append([]string{"serve", "--data", dataDir, "--listen", addr, "--batch-wait", "200ms", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(binPath, args...)
-	cmd.Env = append(os.Environ(), "HOOKHOUSE_WAREHOUSE=")
-	c := &child{cmd: cmd, URL: "http://" + addr, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	cmd.Env = append(append(os.Environ(), "HOOKHOUSE_WAREHOUSE="), env...)
+	c := &child{cmd: cmd, URL: "http://" + addr, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() { cmd.Wait(); close(c.done) }()
 	t.Cleanup(func() { c.Kill() })
+	return c
+}
+
+// waitReady waits for /readyz; false if the process exited first.
+func (c *child) waitReady(t testing.TB) bool {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(c.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return c
+				return true
 			}
+		}
+		if c.Exited() {
+			return false
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("child server not ready after 60s; stderr:\n%s", c.Stderr.String())
-		}
-		if cmd.ProcessState != nil {
-			t.Fatalf("child exited: %s", c.Stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
+// Exited reports whether the process has ended.
+func (c *child) Exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Kill sends SIGKILL and waits.
 func (c *child) Kill() {
-	if c.cmd.Process != nil && c.cmd.ProcessState == nil {
+	if !c.Exited() {
 		c.cmd.Process.Signal(syscall.SIGKILL)
-		c.cmd.Wait()
 	}
+	<-c.done
 }
 
 // Term sends SIGTERM and waits for a clean exit.
 func (c *child) Term(t testing.TB) {
 	t.Helper()
 	c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("hookhouse exited with %v after SIGTERM; stderr:\n%s", err, c.Stderr.String())
+	case <-c.done:
+		if !c.cmd.ProcessState.Success() {
+			t.Fatalf("hookhouse exited with %v after SIGTERM; stderr:\n%s", c.cmd.ProcessState, c.Stderr.String())
 		}
 	case <-time.After(60 * time.Second):
 		c.Kill()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/faults"
 	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
@@ -353,6 +354,7 @@ func (l *Loader) loadBatch(ctx context.Context, w *worker, fl *Flattener, st war
 	if err := l.wh.Load(ctx, b); err != nil {
 		return st, fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", w.in.ID, len(recs), w.in.Schema, err)
 	}
+	faults.Point(faults.LoaderAfterCommit)
 	w.mu.Lock()
 	w.position = next.Position
 	w.loaded += int64(loaded)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
+
+	"github.com/hookhouse/hookhouse/internal/faults"
 )
 
 // Key layout. Big-endian integers keep each integration's records in position order.
@@ -236,6 +238,7 @@ func (p *Pebble) commit(group []*appendReq) {
 		_ = b.Set(headKey(id), v, nil)
 	}
 	start := time.Now()
+	faults.Point(faults.LogBeforeSync)
 	err := b.Commit(pebble.Sync)
 	if p.opts.SyncObserver != nil {
 		p.opts.SyncObserver(time.Since(start), len(group))
@@ -244,6 +247,7 @@ func (p *Pebble) commit(group []*appendReq) {
 		p.logger.Error("log append failed; requests answered 503", "err", err, "requests", len(group))
 		err = fmt.Errorf("state: append: %w", err)
 	} else {
+		faults.Point(faults.LogAfterSync)
 		p.mu.Lock()
 		for id, h := range next {
 			p.heads[id] = h

@@ -13,6 +13,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
+	"github.com/hookhouse/hookhouse/internal/faults"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -81,6 +82,7 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 	if err := tx.evolve(ctx); err != nil {
 		return 0, err
 	}
+	faults.Point(faults.WarehouseAfterEvolve)
 	if b.Key != "" {
 		if err := tx.deleteReplaced(ctx); err != nil {
 			return 0, err
@@ -104,6 +106,7 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 			return 0, err
 		}
 	}
+	faults.Point(faults.WarehouseBeforeCommit)
 	// COMMIT runs even if ctx was cancelled after the last statement: the batch is
 	// complete, and a commit cannot be half done.
 	if _, err := conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/hookhouse/hookhouse/internal/faults"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -54,6 +55,7 @@ func (db *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 	if err := l.run(ctx); err != nil {
 		return err
 	}
+	faults.Point(faults.WarehouseBeforeCommit)
 	if err := tx.Commit(ctx); err != nil {
 		hint := "the batch was not stored and will be retried"
 		var pgErr *pgconn.PgError
@@ -171,6 +173,7 @@ func (l *load) run(ctx context.Context) error {
 	if err := l.evolve(ctx); err != nil {
 		return err
 	}
+	faults.Point(faults.WarehouseAfterEvolve)
 	// The data table goes first (the loader sends it first anyway): an upsert batch
 	// must clear the subtable rows of the keys it rewrites before writing new ones.
 	order := make([]*warehouse.Table, 0, len(b.Tables))
