@@ -68,9 +68,11 @@ func TestCrashExactlyOnce(t *testing.T) {
 		if mod != nil {
 			mod(&cfg)
 		}
-		var extra []string
+		// Small batches: more commits to kill around, and catch-up after each
+		// restart runs the pipelined path (flatten the next batch while one commits).
+		extra := []string{"--batch-size", "300"}
 		if cfg.Warehouse != "" {
-			extra = []string{"--warehouse", cfg.Warehouse}
+			extra = append(extra, "--warehouse", cfg.Warehouse)
 		}
 		dir := t.TempDir()
 		addr := freePort(t)

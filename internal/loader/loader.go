@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -168,6 +169,7 @@ func (l *Loader) run(w *worker) {
 	logger := l.logger.With("integration", w.in.ID, "schema", w.in.Schema)
 	var (
 		fl       *Flattener
+		ready    *prepared // a flattened batch waiting to be committed
 		st       warehouse.State
 		backoff  time.Duration
 		lastTrim time.Time
@@ -200,40 +202,49 @@ func (l *Loader) run(w *worker) {
 				continue
 			}
 		}
-		if l.log.Head(w.in.ID).Position <= st.Position {
-			if w.in.DeletedAt != nil || stopping() {
-				return // deleted integrations stop once everything accepted is loaded
-			}
-			changed := l.log.Changed()
+		if ready == nil {
 			if l.log.Head(w.in.ID).Position <= st.Position {
+				if w.in.DeletedAt != nil || stopping() {
+					return // deleted integrations stop once everything accepted is loaded
+				}
+				changed := l.log.Changed()
+				if l.log.Head(w.in.ID).Position <= st.Position {
+					select {
+					case <-changed:
+					case <-l.ctx.Done():
+					}
+				}
+				continue
+			}
+			// A batch is open: wait for it to fill or to reach its age.
+			deadline := time.Now().Add(l.opts.BatchWait)
+			for !stopping() {
+				changed := l.log.Changed()
+				wait := time.Until(deadline)
+				if wait <= 0 || l.log.Head(w.in.ID).Position-st.Position >= uint64(l.opts.BatchSize) {
+					break
+				}
+				t := time.NewTimer(wait)
 				select {
 				case <-changed:
+				case <-t.C:
 				case <-l.ctx.Done():
 				}
+				t.Stop()
 			}
-			continue
-		}
-		// A batch is open: wait for it to fill or to reach its age.
-		deadline := time.Now().Add(l.opts.BatchWait)
-		for !stopping() {
-			changed := l.log.Changed()
-			wait := time.Until(deadline)
-			if wait <= 0 || l.log.Head(w.in.ID).Position-st.Position >= uint64(l.opts.BatchSize) {
-				break
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-changed:
-			case <-t.C:
-			case <-l.ctx.Done():
-			}
-			t.Stop()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		next, err := l.loadBatch(ctx, w, fl, st)
+		var err error
+		if ready == nil {
+			ready, err = l.prepareBatch(ctx, w, fl, st)
+		}
+		var following *prepared
+		if err == nil {
+			following, err = l.commitPipelined(ctx, w, fl, ready)
+		}
 		cancel()
 		if err != nil {
-			fl = nil // schema knowledge and state are re-read before the next try
+			fl, ready = nil, nil // schema knowledge and state are re-read before the next try
 			fails(err, "load failed")
 			w.mu.Lock()
 			n := w.failing
@@ -245,6 +256,8 @@ func (l *Loader) run(w *worker) {
 			sleep(l.ctx, backoff)
 			continue
 		}
+		next := ready.batch.State
+		ready = following
 		if backoff > 0 {
 			logger.Info("loading recovered")
 		}
@@ -322,20 +335,62 @@ func (l *Loader) tables(ctx context.Context, schema string) (map[string][]wareho
 	return out, nil
 }
 
+// prepared is a batch read from the log and flattened, ready to commit.
+type prepared struct {
+	batch            *warehouse.Batch
+	records          int
+	loaded, rejected int
+	start            time.Time
+}
+
 // loadBatch reads, flattens and commits one batch.
 func (l *Loader) loadBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (warehouse.State, error) {
-	recs, err := l.log.Read(ctx, w.in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
+	p, err := l.prepareBatch(ctx, w, fl, st)
 	if err != nil {
 		return st, err
 	}
-	if len(recs) == 0 {
-		return st, nil
+	if err := l.commitBatch(ctx, w, p); err != nil {
+		return st, err
 	}
-	start := time.Now()
+	return p.batch.State, nil
+}
+
+// commitPipelined commits p while flattening the following batch when a full one
+// is already waiting in the log, so flattening overlaps the warehouse's work. The
+// following batch is returned only if p committed; on any error it is dropped and
+// the caller re-reads the state from the warehouse.
+func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
+	if (l.ctx != nil && l.ctx.Err() != nil) || l.log.Head(w.in.ID).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+		return nil, l.commitBatch(ctx, w, p)
+	}
+	var (
+		next    *prepared
+		nextErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		next, nextErr = l.prepareBatch(ctx, w, fl, p.batch.State)
+	}()
+	err := l.commitBatch(ctx, w, p)
+	<-done
+	if err != nil || nextErr != nil {
+		return nil, err // a failed prepare is simply redone after this commit
+	}
+	return next, nil
+}
+
+// prepareBatch reads the records after st and flattens them into a batch.
+func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (*prepared, error) {
+	recs, err := l.log.Read(ctx, w.in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{start: time.Now(), records: len(recs)}
 	next := st
 	for _, r := range recs {
 		if r.Position != next.Position+1 {
-			return st, fmt.Errorf("loader: log of integration %d jumps from position %d to %d: records were removed before they were loaded", w.in.ID, next.Position, r.Position)
+			return nil, fmt.Errorf("loader: log of integration %d jumps from position %d to %d: records were removed before they were loaded", w.in.ID, next.Position, r.Position)
 		}
 		seq := r.ReceivedAt.UnixMilli() * 1_000_000
 		if seq <= next.Sequence {
@@ -345,27 +400,58 @@ func (l *Loader) loadBatch(ctx context.Context, w *worker, fl *Flattener, st war
 		next.Position = r.Position
 		fl.Add(Input{ID: r.ID, ReceivedAt: r.ReceivedAt, Sequence: seq, Body: r.Body})
 	}
-	now := warehouse.UTC(time.Now())
-	tables, loaded, rejected := fl.Take(now)
-	b := &warehouse.Batch{Integration: w.in.ID, Schema: w.in.Schema, Tables: tables, State: next}
+	tables, loaded, rejected := fl.Take(time.Now())
+	p.loaded, p.rejected = loaded, rejected
+	p.batch = &warehouse.Batch{Integration: w.in.ID, Schema: w.in.Schema, Tables: tables, State: next}
 	if w.in.PrimaryKey != "" {
-		b.Key = ColumnName(w.in.PrimaryKey)
+		p.batch.Key = ColumnName(w.in.PrimaryKey)
 	}
-	if err := l.wh.Load(ctx, b); err != nil {
-		return st, fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", w.in.ID, len(recs), w.in.Schema, err)
+	return p, nil
+}
+
+// commitBatch writes a prepared batch, stamping _sdc_batched_at just before.
+func (l *Loader) commitBatch(ctx context.Context, w *worker, p *prepared) error {
+	if p.records == 0 {
+		return nil
+	}
+	now := warehouse.UTC(time.Now())
+	stampBatchedAt(p.batch.Tables, now)
+	if err := l.wh.Load(ctx, p.batch); err != nil {
+		return fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", w.in.ID, p.records, w.in.Schema, err)
 	}
 	faults.Point(faults.LoaderAfterCommit)
 	w.mu.Lock()
-	w.position = next.Position
-	w.loaded += int64(loaded)
-	w.rejected += int64(rejected)
+	w.position = p.batch.State.Position
+	w.loaded += int64(p.loaded)
+	w.rejected += int64(p.rejected)
 	w.lastLoad = now
 	w.failing = 0
 	w.mu.Unlock()
 	if l.opts.Observe != nil {
-		l.opts.Observe.Batch(w.in.ID, loaded, rejected, time.Since(start))
+		l.opts.Observe.Batch(w.in.ID, p.loaded, p.rejected, time.Since(p.start))
 	}
-	return next, nil
+	return nil
+}
+
+// stampBatchedAt sets every row's _sdc_batched_at (_sdc_rejected_at in
+// _sdc_rejected) to t.
+func stampBatchedAt(tables []warehouse.Table, t time.Time) {
+	at := any(t)
+	for _, tb := range tables {
+		col := warehouse.ColBatchedAt
+		if tb.Name == warehouse.RejectedTable {
+			col = warehouse.RejectedColumns[0].Name
+		}
+		idx := slices.IndexFunc(tb.Columns, func(c warehouse.Column) bool { return c.Name == col })
+		if idx < 0 {
+			continue
+		}
+		for _, row := range tb.Rows {
+			if idx < len(row) {
+				row[idx] = at
+			}
+		}
+	}
 }
 
 // Stats returns one integration's loading picture.

@@ -14,12 +14,15 @@ import (
 	"time"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/pgtest"
 	"github.com/hookhouse/hookhouse/internal/samples"
 	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
+	"github.com/hookhouse/hookhouse/internal/warehouse/postgres"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -165,6 +168,25 @@ func benchLog(b *testing.B) (*state.Pebble, *duckdb.DB, int) {
 // from the log, flatten (including subtables), and commit into DuckDB.
 func BenchmarkLoaderVero(b *testing.B) {
 	log, wh, total := benchLog(b)
+	benchmarkLoader(b, log, wh, total)
+}
+
+// BenchmarkLoaderVeroPostgres is BenchmarkLoaderVero into PostgreSQL.
+func BenchmarkLoaderVeroPostgres(b *testing.B) {
+	log, _, total := benchLog(b)
+	dsn, err := pgtest.Shared(b).NewDatabase(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	wh, err := postgres.Open(context.Background(), dsn, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wh.Close()
+	benchmarkLoader(b, log, wh, total)
+}
+
+func benchmarkLoader(b *testing.B, log *state.Pebble, wh warehouse.Warehouse, total int) {
 	in := control.Integration{ID: 1, Name: "Bench", Type: "vero", Schema: "bench"}
 	l := New(log, wh, fixedIntegrations{in}, Options{}, quiet)
 	w := &worker{in: in}
@@ -172,14 +194,87 @@ func BenchmarkLoaderVero(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	var ready *prepared
+	for i := 0; i < b.N; i++ {
+		// As the worker does: commit one batch while flattening the next.
+		if ready == nil {
+			if st.Position >= uint64(total) {
+				st.Position = 0 // read the same records again; rows are appended anew
+			}
+			if ready, err = l.prepareBatch(ctx, w, fl, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+		following, err := l.commitPipelined(ctx, w, fl, ready)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, ready = ready.batch.State, following
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
+}
+
+// veroTables flattens 10,000 Vero-shaped records the way the loader does.
+func veroTables(b *testing.B) []warehouse.Table {
+	bodies := veroSamples(b)
+	fl := NewFlattener("", 1000, nil)
+	now := time.Now()
+	for i := 0; i < benchBatch; i++ {
+		fl.Add(Input{ID: [16]byte{byte(i), byte(i >> 8)}, ReceivedAt: now, Sequence: int64(i + 1), Body: bodies[i%len(bodies)]})
+	}
+	tables, _, _ := fl.Take(now)
+	return tables
+}
+
+// BenchmarkRawCopyVeroPostgres copies the very rows the loader produces for the
+// same records with bare COPY on one connection, outside any transaction: the
+// floor BenchmarkLoaderVeroPostgres is compared with.
+func BenchmarkRawCopyVeroPostgres(b *testing.B) {
+	tables := veroTables(b)
+	ctx := context.Background()
+	dsn, err := pgtest.Shared(b).NewDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wh, err := postgres.Open(ctx, dsn, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	empty := make([]warehouse.Table, len(tables))
+	for i, t := range tables {
+		empty[i] = warehouse.Table{Name: t.Name, Columns: t.Columns}
+	}
+	if err := wh.Load(ctx, &warehouse.Batch{Integration: 1, Schema: "bench", Tables: empty}); err != nil {
+		b.Fatal(err)
+	}
+	wh.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows := make([][][]any, len(tables))
+	names := make([][]string, len(tables))
+	for ti, t := range tables {
+		for _, c := range t.Columns {
+			names[ti] = append(names[ti], c.Name)
+		}
+		for _, r := range t.Rows {
+			v := make([]any, len(t.Columns))
+			copy(v, r)
+			rows[ti] = append(rows[ti], v)
+		}
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if st.Position >= uint64(total) {
-			st.Position = 0 // read the same records again; rows are appended anew
-		}
-		if st, err = l.loadBatch(context.Background(), w, fl, st); err != nil {
-			b.Fatal(err)
+		for ti, t := range tables {
+			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench", t.Name}, names[ti], pgx.CopyFromRows(rows[ti])); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
@@ -189,13 +284,7 @@ func BenchmarkLoaderVero(b *testing.B) {
 // records (data and subtables, already flattened) with a bare DuckDB Appender and
 // no transaction: the floor the loader is compared with.
 func BenchmarkRawAppenderVero(b *testing.B) {
-	bodies := veroSamples(b)
-	fl := NewFlattener("", 1000, nil)
-	now := time.Now()
-	for i := 0; i < benchBatch; i++ {
-		fl.Add(Input{ID: [16]byte{byte(i), byte(i >> 8)}, ReceivedAt: now, Sequence: int64(i + 1), Body: bodies[i%len(bodies)]})
-	}
-	tables, _, _ := fl.Take(now)
+	tables := veroTables(b)
 	dir := b.TempDir()
 	path := filepath.Join(dir, "raw.duckdb")
 	wh, err := duckdb.Open(context.Background(), path, quiet)
@@ -255,4 +344,10 @@ func BenchmarkRawAppenderVero(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/time.Since(start).Seconds(), "records/s")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.CloseShared()
+	os.Exit(code)
 }
