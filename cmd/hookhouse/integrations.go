@@ -79,15 +79,7 @@ func integrationsList(ctx context.Context, c *cli, fs *flag.FlagSet, args []stri
 }
 
 func integrationsShow(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parseArgs(fs, args, "integration id")
-	if err != nil {
-		return err
-	}
-	id, err := c.parseID(fs, "integration id", pos[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	id, cl, err := c.integrationArg(fs, args)
 	if err != nil {
 		return err
 	}
@@ -122,15 +114,7 @@ func integrationsDelete(ctx context.Context, c *cli, fs *flag.FlagSet, args []st
 	var yes bool
 	fs.BoolVar(&yes, "yes", false, "really delete: its webhook URLs stop working at once")
 	fs.BoolVar(&yes, "y", false, "short for --yes")
-	pos, err := c.parseArgs(fs, args, "integration id")
-	if err != nil {
-		return err
-	}
-	id, err := c.parseID(fs, "integration id", pos[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	id, cl, err := c.integrationArg(fs, args)
 	if err != nil {
 		return err
 	}
@@ -180,4 +164,22 @@ func formatLag(seconds float64) string {
 	default:
 		return d.Round(time.Second).String()
 	}
+}
+
+// integrationArg parses the one positional argument, an integration id, and
+// makes the API client: the start of every command about one integration.
+func (c *cli) integrationArg(fs *flag.FlagSet, args []string) (int64, *client.Client, error) {
+	pos, err := c.parseArgs(fs, args, "integration id")
+	if err != nil {
+		return 0, nil, err
+	}
+	id, err := c.parseID(fs, "integration id", pos[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return 0, nil, err
+	}
+	return id, cl, nil
 }

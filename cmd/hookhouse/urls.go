@@ -10,15 +10,7 @@ import (
 )
 
 func urlsGenerate(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parseArgs(fs, args, "integration id")
-	if err != nil {
-		return err
-	}
-	id, err := c.parseID(fs, "integration id", pos[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	id, cl, err := c.integrationArg(fs, args)
 	if err != nil {
 		return err
 	}
@@ -48,15 +40,7 @@ func urlsGenerate(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) 
 }
 
 func urlsList(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parseArgs(fs, args, "integration id")
-	if err != nil {
-		return err
-	}
-	id, err := c.parseID(fs, "integration id", pos[0])
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	id, cl, err := c.integrationArg(fs, args)
 	if err != nil {
 		return err
 	}
