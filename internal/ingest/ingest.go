@@ -91,7 +91,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	buf := h.getBuf()
 	defer h.putBuf(buf)
-	data, err := h.readBody(r.Context(), body, buf)
+	data, err := h.readBody(w, r, now, body, buf)
 	if errors.Is(err, errTooLarge) {
 		return h.tooLarge(w, r)
 	}
@@ -149,13 +149,18 @@ var errTooLarge = errors.New("body too large")
 
 // readBody reads the body within the size limit, taking a large-body slot (kept
 // until the request ends) once it passes 1 MiB.
-func (h *Handler) readBody(ctx context.Context, r io.Reader, buf *[]byte) ([]byte, error) {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, start time.Time, body io.Reader, buf *[]byte) ([]byte, error) {
+	ctx := r.Context()
 	held := false
-	data, err := readLimited(r, h.MaxBody, buf, func() error {
+	data, err := readLimited(body, h.MaxBody, buf, func() error {
+		waitStart := time.Now()
 		if err := h.Large.acquire(ctx, 30*time.Second); err != nil {
 			return err
 		}
 		held = true
+		if waited := time.Since(waitStart); waited > 10*time.Millisecond {
+			extendDeadlines(w, r, start, waited)
+		}
 		return nil
 	})
 	if held {
@@ -163,6 +168,24 @@ func (h *Handler) readBody(ctx context.Context, r io.Reader, buf *[]byte) ([]byt
 		context.AfterFunc(ctx, h.Large.release)
 	}
 	return data, err
+}
+
+// extendDeadlines moves the connection's read and write deadlines out by the
+// time the request waited for a large-body slot. The wait is the server's doing:
+// without this, a client sending at full speed would have its body read cut off
+// by --read-timeout and get a 400 it must not retry, instead of a 200.
+func extendDeadlines(w http.ResponseWriter, r *http.Request, start time.Time, waited time.Duration) {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if srv == nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if srv.ReadTimeout > 0 {
+		_ = rc.SetReadDeadline(start.Add(srv.ReadTimeout + waited))
+	}
+	if srv.WriteTimeout > 0 {
+		_ = rc.SetWriteDeadline(start.Add(srv.WriteTimeout + waited))
+	}
 }
 
 // readLimited reads r into buf, growing it, and fails with errTooLarge as soon as

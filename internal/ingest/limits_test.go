@@ -318,3 +318,51 @@ func sha256Sum(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
 }
+
+// TestSlotWaitIsNotTheClientsTime: a large body that waits for a large-body slot
+// longer than the server's ReadTimeout is still read and stored (the wait is the
+// server's doing), instead of being cut off with a 400 the sender must not retry.
+func TestSlotWaitIsNotTheClientsTime(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := state.OpenPebble(t.TempDir(), logger, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctl, err := control.Open(st, state.ErrNotFound, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := ctl.Create(control.NewIntegration{Name: "Slots", Type: control.TypeWebhooks}, time.Now())
+	_, token, _ := ctl.GenerateURL(in.ID, time.Now())
+	h := &Handler{Auth: ctl, Log: st, MaxBody: 8 << 20, Logger: logger, RetryAfter: 5, Large: NewSlots(1)}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/clients/{id}/token/{token}", h)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadTimeout = time.Second
+	srv.Config.WriteTimeout = time.Second
+	srv.Start()
+	defer srv.Close()
+
+	h.Large <- struct{}{} // another large body holds the only slot
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(2500 * time.Millisecond)
+		h.Large.release()
+	}()
+	body := `{"pad":"` + strings.Repeat("x", 3<<20) + `"}`
+	resp, err := http.Post(fmt.Sprintf("%s/v1/clients/%d/token/%s", srv.URL, in.ID, token), "application/json", strings.NewReader(body))
+	<-released
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a 3 MiB body that waited 2.5 s for a slot (read timeout 1 s) = %d %s, want 200", resp.StatusCode, b)
+	}
+	if st.Head(in.ID).Position != 1 {
+		t.Fatal("the record was not stored")
+	}
+}
