@@ -99,7 +99,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			seq++
 			m := fmt.Sprintf("m%07d", seq)
 			rec := map[string]any{"marker": m, "n": seq, "user": map[string]any{"id": seq % 50}}
-			rec[fmt.Sprintf("field_%d", seq/40)] = seq // a new column every 40 records
+			rec[fmt.Sprintf("field_%d", (seq/40)%150)] = seq // a new column every 40 records, up to 150
 			if seq%4 == 0 {
 				rec["tags"] = []any{"a", seq} // subtable, mixed types
 			}
