@@ -261,19 +261,36 @@ func (p *Pebble) commit(group []*appendReq) {
 	}
 }
 
-// checkSpace refuses appends when the disk is nearly full. Statfs is cached for
-// 250 ms so the check costs nothing per request.
-func (p *Pebble) checkSpace(need int64) error {
+// A write that fails in Pebble's WAL is fatal (Pebble ends the process), so no
+// write may reach Pebble when the disk cannot take it.
+const (
+	// freeMargin: a cached free-space figure is trusted only while it is this
+	// far above the reserve; closer to it, every check asks the filesystem
+	// (Statfs costs about 1.5 µs), so that another program filling the disk
+	// within the cache's 250 ms is seen before the next write.
+	freeMargin = 1 << 30
+	// minFreeControl is what control writes and trims, which are tiny, need
+	// free; they may use the appends' reserve, which is kept for them and for
+	// flushes and the warehouse.
+	minFreeControl = 1 << 20
+)
+
+// checkSpace refuses appends when the disk is nearly full. Far from the reserve
+// Statfs is cached for 250 ms so the check costs nothing per request.
+func (p *Pebble) checkSpace(need int64) error { return p.reserve(need, p.opts.MinFreeBytes) }
+
+// reserve returns ErrNoSpace unless need bytes fit on the disk leaving keep free.
+func (p *Pebble) reserve(need, keep int64) error {
 	p.freeMu.Lock()
 	defer p.freeMu.Unlock()
-	if time.Since(p.freeChecked) > 250*time.Millisecond {
+	if time.Since(p.freeChecked) > 250*time.Millisecond || p.freeBytes-need < keep+freeMargin {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(p.dir, &st); err == nil {
 			p.freeBytes = int64(st.Bavail) * int64(st.Bsize)
 		}
 		p.freeChecked = time.Now()
 	}
-	if p.freeBytes < p.opts.MinFreeBytes+need {
+	if p.freeBytes < keep+need {
 		return ErrNoSpace
 	}
 	p.freeBytes -= need
@@ -370,6 +387,9 @@ func (p *Pebble) Trim(integration int64, upTo uint64, cutoff time.Time) (uint64,
 	if end == 0 {
 		return 0, nil
 	}
+	if err := p.reserve(64, minFreeControl); err != nil {
+		return 0, fmt.Errorf("state: trim log: %w", err)
+	}
 	if err := p.db.DeleteRange(logKey(integration, first), logKey(integration, end), pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("state: trim log: %w", err)
 	}
@@ -416,6 +436,13 @@ func (p *Pebble) Get(key string) ([]byte, error) {
 
 // Put writes control values durably and atomically (nil value deletes).
 func (p *Pebble) Put(kvs map[string][]byte) error {
+	size := 0
+	for k, v := range kvs {
+		size += len(k) + len(v) + 16
+	}
+	if err := p.reserve(int64(size), minFreeControl); err != nil {
+		return fmt.Errorf("state: write control data: %w", err)
+	}
 	b := p.db.NewBatch()
 	defer b.Close()
 	for k, v := range kvs {
