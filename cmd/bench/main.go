@@ -424,7 +424,8 @@ func printSummary(w io.Writer, o options, dir string, bodies [][]byte, floors fl
 	t.print(w)
 	fmt.Fprintf(w, "\nCPU is in cores busy over the measured window (%d.0 = the whole machine). \"bench\" is this process:\n", runtime.NumCPU())
 	fmt.Fprintln(w, "the load generator, plus the trivial handler on the in-process floor row; \"irq\" is interrupt and softirq time (mostly")
-	fmt.Fprintln(w, "loopback TCP, charged to no process); \"other\" is every other process and kernel thread (disk flushes too).")
+	fmt.Fprintln(w, "loopback TCP, charged to no process); \"other\" is every other process and kernel thread (disk flushes too),")
+	fmt.Fprintln(w, "the rest of /proc/stat's busy time: coarse, it flags other work on the box but reads 0 when that is small.")
 	noisy := max(floor.cpu.others, floors.separate.cpu.others)
 	for _, r := range runs {
 		if r.startErr == nil && r.ingestErr == nil {
