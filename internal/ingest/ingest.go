@@ -120,7 +120,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, `{"status":"ok","records":%d}`+"\n", len(records))
+	answer := strconv.AppendInt(append(make([]byte, 0, 40), `{"status":"ok","records":`...), int64(len(records)), 10)
+	w.Write(append(answer, "}\n"...))
 	return http.StatusOK
 }
 
@@ -246,6 +247,9 @@ func isGzip(r *http.Request) bool {
 }
 
 func isJSON(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return false

@@ -282,7 +282,8 @@ func BenchmarkRawCopyVeroPostgres(b *testing.B) {
 
 // BenchmarkRawAppenderVero appends the very rows the loader produces for the same
 // records (data and subtables, already flattened) with a bare DuckDB Appender and
-// no transaction: the floor the loader is compared with.
+// no transaction, on a DuckDB opened with the adapter's settings: the floor the
+// loader is compared with.
 func BenchmarkRawAppenderVero(b *testing.B) {
 	tables := veroTables(b)
 	dir := b.TempDir()
@@ -299,7 +300,7 @@ func BenchmarkRawAppenderVero(b *testing.B) {
 		b.Fatal(err)
 	}
 	wh.Close()
-	db, err := sql.Open("duckdb", path)
+	db, err := sql.Open("duckdb", duckdb.DSN(path))
 	if err != nil {
 		b.Fatal(err)
 	}

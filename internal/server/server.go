@@ -312,8 +312,10 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if rec.status >= 500 {
 			level = slog.LevelWarn
 		}
-		logger.Log(r.Context(), level, "request", "method", r.Method, "path", ingest.MaskPath(r.URL.Path),
-			"status", rec.status, "took", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
+		if logger.Enabled(r.Context(), level) { // skip building the attributes per request when off
+			logger.Log(r.Context(), level, "request", "method", r.Method, "path", ingest.MaskPath(r.URL.Path),
+				"status", rec.status, "took", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
+		}
 	})
 }
 

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,13 +58,35 @@ type DB struct {
 // external access back on or change memory limits; without external access no query
 // can read or write files (read_csv, COPY, ATTACH of a file, EXPORT, INSTALL, LOAD).
 // The adapter itself needs neither.
+//
+// The other two settings are measured (docs/performance.md, BenchmarkLoaderVero, 2M
+// Vero records): with DuckDB's default 16 MB checkpoint threshold the loader
+// checkpoints every few 10,000-record batches and rewrites the table's partly
+// filled last row group each time, which made COMMIT more than half of the
+// loader's CPU (20.5 µs per record); at 128 MB it is 12 µs and twice the rate, at
+// the price of a WAL of up to 128 MB that a restart replays. DuckDB's worker threads
+// are capped at half the cores (threads below), which loads as fast and leaves the
+// other half to the receiver: 15% less CPU per record on 2 cores.
 var instanceConfig = []struct{ name, value string }{
 	{"enable_external_access", "false"},
 	{"autoinstall_known_extensions", "false"},
 	{"autoload_known_extensions", "false"},
 	{"allow_community_extensions", "false"},
 	{"allow_persistent_secrets", "false"},
+	{"checkpoint_threshold", "128MB"},
 	{"lock_configuration", "true"},
+}
+
+// DSN is the DuckDB connection string Open uses for path: the file with
+// instanceConfig and the thread cap. Benchmarks use it to measure bare DuckDB with
+// the same settings.
+func DSN(path string) string {
+	q := url.Values{}
+	for _, o := range instanceConfig {
+		q.Set(o.name, o.value)
+	}
+	q.Set("threads", strconv.Itoa(max(1, runtime.NumCPU()/2)))
+	return path + "?" + q.Encode()
 }
 
 // Open opens (creating if needed) the DuckDB file at path and makes sure hookhouse's
@@ -75,11 +99,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	if path == "" || strings.ContainsAny(path, "?#%") {
 		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
 	}
-	q := url.Values{}
-	for _, o := range instanceConfig {
-		q.Set(o.name, o.value)
-	}
-	connector, err := duckdb.NewConnector(path+"?"+q.Encode(), nil)
+	connector, err := duckdb.NewConnector(DSN(path), nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open %s: %w (is another hookhouse process using this data directory?)", path, err)
 	}
