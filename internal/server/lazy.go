@@ -11,12 +11,17 @@ import (
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
-// lazyWarehouse lets hookhouse start while a server warehouse is unreachable:
-// the receiver keeps accepting into the log, and every call tries to open the
-// warehouse again (at most once per retryEvery) until it works. The loader's own
-// retry loop drives the attempts.
+// lazyWarehouse keeps a warehouse open, opening it again when needed:
+//   - a server warehouse may be unreachable at start: the receiver keeps accepting
+//     into the log, and every call tries to open it again (at most once per
+//     retryEvery) until it works;
+//   - an embedded DuckDB refuses all work after a fatal error (broken reports
+//     those): the instance is closed and the next call opens the file again.
+//
+// The loader's own retry loop drives the attempts.
 type lazyWarehouse struct {
 	open       func(ctx context.Context) (warehouse.Warehouse, error)
+	broken     func(error) bool // nil: no error needs a reopen
 	logger     *slog.Logger
 	retryEvery time.Duration
 
@@ -26,6 +31,7 @@ type lazyWarehouse struct {
 	lastErr  error
 	closed   bool
 	warnedAt time.Time
+	reopens  int
 }
 
 var _ warehouse.Warehouse = (*lazyWarehouse)(nil)
@@ -57,12 +63,35 @@ func (l *lazyWarehouse) get(ctx context.Context) (warehouse.Warehouse, error) {
 	return w, nil
 }
 
+// check closes w when err says it can do no more work, so that the next call
+// opens the warehouse again. It returns err.
+func (l *lazyWarehouse) check(w warehouse.Warehouse, err error) error {
+	if err == nil || l.broken == nil || !l.broken(err) {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inner != w {
+		return err // already replaced
+	}
+	l.logger.Error("the warehouse stopped after a fatal error; closing and opening it again (accepted records wait in the log)", "err", err)
+	// Closed before anything opens the file again, under the lock: two instances
+	// must never write one file.
+	if cerr := w.Close(); cerr != nil {
+		l.logger.Warn("closing the failed warehouse", "err", cerr)
+	}
+	l.inner, l.lastErr, l.lastTry = nil, err, time.Time{}
+	l.reopens++
+	return err
+}
+
 func (l *lazyWarehouse) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	w, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return w.LoadState(ctx)
+	st, err := w.LoadState(ctx)
+	return st, l.check(w, err)
 }
 
 func (l *lazyWarehouse) Columns(ctx context.Context, schema, table string) ([]warehouse.Column, error) {
@@ -70,7 +99,8 @@ func (l *lazyWarehouse) Columns(ctx context.Context, schema, table string) ([]wa
 	if err != nil {
 		return nil, err
 	}
-	return w.Columns(ctx, schema, table)
+	cols, err := w.Columns(ctx, schema, table)
+	return cols, l.check(w, err)
 }
 
 func (l *lazyWarehouse) Load(ctx context.Context, b *warehouse.Batch) error {
@@ -78,7 +108,7 @@ func (l *lazyWarehouse) Load(ctx context.Context, b *warehouse.Batch) error {
 	if err != nil {
 		return err
 	}
-	return w.Load(ctx, b)
+	return l.check(w, w.Load(ctx, b))
 }
 
 func (l *lazyWarehouse) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Result, error) {
@@ -86,7 +116,8 @@ func (l *lazyWarehouse) Query(ctx context.Context, sql string, maxRows int) (*wa
 	if err != nil {
 		return nil, err
 	}
-	return w.Query(ctx, sql, maxRows)
+	res, err := w.Query(ctx, sql, maxRows)
+	return res, l.check(w, err)
 }
 
 func (l *lazyWarehouse) Ping(ctx context.Context) error {
@@ -94,7 +125,7 @@ func (l *lazyWarehouse) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return w.Ping(ctx)
+	return l.check(w, w.Ping(ctx))
 }
 
 func (l *lazyWarehouse) Close() error {

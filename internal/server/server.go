@@ -81,12 +81,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	}
 	whLogger := logger.With("component", "warehouse")
 	if cfg.Warehouse == "" {
-		// The embedded warehouse is a local file: failing to open it is fatal.
-		s.wh, err = duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), whLogger)
+		// The embedded warehouse is a local file: failing to open it at start is
+		// fatal. Later, after a fatal DuckDB error, it is opened again.
+		open := func(ctx context.Context) (warehouse.Warehouse, error) {
+			return duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), whLogger)
+		}
+		first, err := open(ctx)
 		if err != nil {
 			s.state.Close()
 			return nil, fmt.Errorf("server: open warehouse: %w", err)
 		}
+		s.wh = &lazyWarehouse{logger: whLogger, retryEvery: time.Second, open: open, broken: duckdb.Invalidated, inner: first}
 	} else {
 		// A server warehouse may be down at start; accept webhooks meanwhile.
 		lazy := &lazyWarehouse{logger: whLogger, retryEvery: time.Second,

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
+)
+
+// TestDuckDBReopensAfterFatalError fills the disk under a real DuckDB until a
+// checkpoint fails, which makes DuckDB refuse every later statement
+// ("database has been invalidated"). Once space is freed, loading must resume
+// without a restart, from the committed load state, with every committed row
+// present once.
+func TestDuckDBReopensAfterFatalError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs to fill needs root")
+	}
+	dir := t.TempDir()
+	// DuckDB checkpoints at 64 MB of WAL; the checkpointed file does not fit
+	// next to the WAL and the filler, and does once the filler is gone.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	})
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 130<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	open := func(ctx context.Context) (warehouse.Warehouse, error) {
+		return duckdb.Open(ctx, filepath.Join(dir, "warehouse.duckdb"), logger)
+	}
+	first, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := &lazyWarehouse{logger: logger, retryEvery: 50 * time.Millisecond, open: open, broken: duckdb.Invalidated, inner: first}
+	defer wh.Close()
+
+	const rowsPerBatch = 2000
+	cols := []warehouse.Column{{Name: "id", Type: warehouse.Text}, {Name: "pad", Type: warehouse.Text}}
+	// Random text, so that the checkpointed file is about as large as the WAL.
+	pad := func() string {
+		b := make([]byte, 250)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}
+	batch := func(pos uint64) *warehouse.Batch {
+		rows := make([][]any, rowsPerBatch)
+		for j := range rows {
+			rows[j] = []any{fmt.Sprintf("%d-%d", pos, j), pad()}
+		}
+		return &warehouse.Batch{Integration: 1, Schema: "fill", State: warehouse.State{Position: pos, Sequence: int64(pos)},
+			Tables: []warehouse.Table{{Name: "data", Columns: cols, Rows: rows}}}
+	}
+
+	var loadErr error
+	for pos := uint64(1); pos <= 400 && loadErr == nil; pos++ {
+		loadErr = wh.Load(ctx, batch(pos))
+	}
+	if loadErr == nil {
+		t.Fatal("400 batches fit on the tmpfs: the disk never filled")
+	}
+	t.Logf("disk full: %v", loadErr)
+	if !duckdb.Invalidated(loadErr) || wh.reopens != 1 {
+		t.Fatalf("the failed checkpoint should count as fatal and close the instance once; reopens = %d", wh.reopens)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	// As the loader does after a failure: re-read the committed state, continue after it.
+	deadline := time.Now().Add(60 * time.Second)
+	var pos uint64
+	for {
+		st, err := wh.LoadState(ctx)
+		if err == nil {
+			pos = st[1].Position
+			if err = wh.Load(ctx, batch(pos+1)); err == nil {
+				pos++
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loading did not resume within 60 s of freeing space: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := wh.Query(ctx, "SELECT count(*), count(DISTINCT id) FROM fill.data", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(pos * rowsPerBatch)
+	if got := fmt.Sprint(res.Rows[0]...); got != want+" "+want {
+		t.Fatalf("rows, distinct ids = %s; want %s of each (load state position %d)", got, want, pos)
+	}
+	t.Logf("reopened %d time(s); %d batches, %s rows, each once", wh.reopens, pos, want)
+}
