@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/hookhouse/hookhouse/internal/warehouse"
@@ -184,5 +187,27 @@ func TestSchemasNamedLikeCatalogs(t *testing.T) {
 		}
 		assertCount(t, d, `warehouse."`+s+`".data`, 1)
 		assertCount(t, d, `warehouse."`+s+`".data__l`, 1)
+	}
+}
+
+// TestInstanceSettings checks that the measured settings reach DuckDB.
+func TestInstanceSettings(t *testing.T) {
+	d := openTest(t)
+	res, err := d.Query(t.Context(), `SELECT current_setting('checkpoint_threshold'), current_setting('threads'), current_setting('memory_limit')`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%v|%v|%v", res.Rows[0]...)
+	t.Logf("checkpoint_threshold, threads, memory_limit = %s", got)
+	// 64 MB and 2 GiB as DuckDB prints them (the limit is less on a machine under 4 GiB).
+	want := fmt.Sprintf("61.0 MiB|%d|", max(1, runtime.NumCPU()/2))
+	if memoryLimit() == maxMemory {
+		want += "2.0 GiB"
+	}
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("settings = %q, want prefix %q", got, want)
+	}
+	if lim := memoryLimit(); lim > maxMemory || lim < 256<<20 {
+		t.Errorf("memoryLimit() = %d", lim)
 	}
 }
