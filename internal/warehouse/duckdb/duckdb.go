@@ -60,16 +60,17 @@ type DB struct {
 // can read or write files (read_csv, COPY, ATTACH of a file, EXPORT, INSTALL, LOAD).
 // The adapter itself needs neither.
 //
-// The other two settings are measured (docs/performance.md, BenchmarkLoaderVero, 2M
-// Vero records): with DuckDB's default 16 MB checkpoint threshold the loader
-// checkpoints every few 10,000-record batches and rewrites the table's partly
-// filled last row group each time, which made COMMIT more than half of the
-// loader's CPU (20.5 µs per record, 55k records/s); at 64 MB it is 12 µs and
-// 96k records/s (128 MB gains only 6% more). A checkpoint needs free disk about
-// the size of the WAL, which the receiver's 64 MiB free-space reserve leaves, and
-// a restart replays at most 64 MB. DuckDB's worker threads are capped at half the
-// cores (see DSN), which loads as fast and leaves the other half to the receiver:
-// 15% less CPU per record on 2 cores.
+// The checkpoint threshold and the thread cap (set in DSN) are measured
+// (docs/performance.md, BenchmarkLoaderVero, 2M Vero records): with DuckDB's
+// default 16 MB checkpoint threshold the loader checkpoints every few
+// 10,000-record batches and rewrites the table's partly filled last row group each
+// time, which made COMMIT more than half of the loader's CPU (20.6 µs per record,
+// 55k records/s); at 64 MB it is 12.8 µs and 96k records/s (128 MB gains only 6%
+// more). A checkpoint needs free disk about the size of the WAL, which the
+// receiver's 64 MiB free-space reserve leaves, and a restart replays at most 64 MB.
+// DuckDB's worker threads are capped at half the cores, which loads as fast and
+// leaves the other half to the receiver: 15% less CPU per record on 2 cores. The
+// memory cap is maxMemory.
 var instanceConfig = []struct{ name, value string }{
 	{"enable_external_access", "false"},
 	{"autoinstall_known_extensions", "false"},
@@ -81,7 +82,7 @@ var instanceConfig = []struct{ name, value string }{
 }
 
 // DSN is the DuckDB connection string Open uses for path: the file with
-// instanceConfig and the thread cap. Benchmarks use it to measure bare DuckDB with
+// instanceConfig, the thread cap and the memory cap. Benchmarks use it to measure bare DuckDB with
 // the same settings.
 func DSN(path string) string {
 	q := url.Values{}
