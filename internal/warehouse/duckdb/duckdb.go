@@ -186,11 +186,9 @@ func (d *DB) init(ctx context.Context) error {
 // disk full) DuckDB refuses every statement until the file is opened again.
 // What was committed before is intact; closing and reopening recovers.
 func Invalidated(err error) bool {
+	// By type, not by message: a user query can raise any message (error('…')).
 	var de *duckdb.Error
-	if errors.As(err, &de) && (de.Type == duckdb.ErrorTypeFatal || de.Type == duckdb.ErrorTypeInternal) {
-		return true
-	}
-	return err != nil && strings.Contains(err.Error(), "database has been invalidated")
+	return errors.As(err, &de) && (de.Type == duckdb.ErrorTypeFatal || de.Type == duckdb.ErrorTypeInternal)
 }
 
 // Ping runs a trivial query.

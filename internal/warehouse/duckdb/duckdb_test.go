@@ -211,3 +211,16 @@ func TestInstanceSettings(t *testing.T) {
 		t.Errorf("memoryLimit() = %d", lim)
 	}
 }
+
+// TestInvalidatedByTypeOnly: a query that raises the words of a fatal error is
+// still an ordinary error, so users cannot make the server reopen DuckDB.
+func TestInvalidatedByTypeOnly(t *testing.T) {
+	d := openTest(t)
+	_, err := d.Query(t.Context(), `SELECT error('FATAL Error: database has been invalidated')`, 1)
+	if err == nil || Invalidated(err) {
+		t.Fatalf("error() raised %v; Invalidated = %v", err, Invalidated(err))
+	}
+	if Invalidated(nil) || Invalidated(errors.New("database has been invalidated")) {
+		t.Fatal("Invalidated is true for a nil or untyped error")
+	}
+}
