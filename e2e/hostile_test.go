@@ -196,8 +196,8 @@ func rawPost(addr, path string, hdr map[string]string, body io.Reader, length in
 // of the 64 bodies (heap in use 0.97 GiB, pressing on the soft limit); VmHWM
 // 1.8 GiB once they were accepted; with embedded DuckDB 3.4–4.5 GiB over five runs
 // while it loaded their 1.2 GB of strings (5.0–5.8 GiB before its buffer pool was
-// capped). The
-// 1-million-key object alone: 0.7 GiB of heap to flatten, VmHWM 1.06 GiB.
+// capped). The 1-million-key object alone: 0.7 GiB of heap to flatten, VmHWM
+// 1.06 GiB.
 func TestHostileRequests(t *testing.T) {
 	warehouses(t, func(t *testing.T, mod func(*config.Config)) {
 		cfg := config.Default()

@@ -82,8 +82,8 @@ var instanceConfig = []struct{ name, value string }{
 }
 
 // DSN is the DuckDB connection string Open uses for path: the file with
-// instanceConfig, the thread cap and the memory cap. Benchmarks use it to measure bare DuckDB with
-// the same settings.
+// instanceConfig, the thread cap and the memory cap. Benchmarks use it to measure
+// bare DuckDB with the same settings.
 func DSN(path string) string {
 	q := url.Values{}
 	for _, o := range instanceConfig {
@@ -102,17 +102,41 @@ func DSN(path string) string {
 // checkpoints made a checkpoint run out of memory.
 const maxMemory = 2 << 30
 
-// memoryLimit is maxMemory, or half the machine's memory when that is less.
+// memoryLimit is maxMemory, or half the memory this process may use when that is
+// less: the machine's (/proc/meminfo) or its container's (cgroup v2 memory.max,
+// cgroup v1 memory.limit_in_bytes).
 func memoryLimit() int64 {
-	limit := int64(maxMemory)
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil && kb > 0 {
-					limit = min(limit, kb<<10/2)
-				}
+	read := func(path string) string {
+		b, _ := os.ReadFile(path)
+		return string(b)
+	}
+	return memoryLimitFrom(read("/proc/meminfo"), read("/sys/fs/cgroup/memory.max"),
+		read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+}
+
+// memoryLimitFrom is memoryLimit on the contents of those files ("" when absent).
+func memoryLimitFrom(meminfo, cgroupV2, cgroupV1 string) int64 {
+	avail := int64(-1)
+	less := func(n int64) {
+		if n > 0 && (avail < 0 || n < avail) {
+			avail = n
+		}
+	}
+	for line := range strings.Lines(meminfo) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil && kb < 1<<40 {
+				less(kb << 10)
 			}
 		}
+	}
+	for _, c := range []string{cgroupV2, cgroupV1} { // "max" or a huge number: no limit
+		if n, err := strconv.ParseInt(strings.TrimSpace(c), 10, 64); err == nil && n < 1<<50 {
+			less(n)
+		}
+	}
+	limit := int64(maxMemory)
+	if avail > 0 {
+		limit = min(limit, avail/2)
 	}
 	return max(limit, 256<<20)
 }

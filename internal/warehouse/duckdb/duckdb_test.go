@@ -224,3 +224,25 @@ func TestInvalidatedByTypeOnly(t *testing.T) {
 		t.Fatal("Invalidated is true for a nil or untyped error")
 	}
 }
+
+func TestMemoryLimitFrom(t *testing.T) {
+	const gib = int64(1) << 30
+	meminfo := func(g int64) string { return fmt.Sprintf("MemFree: 1 kB\nMemTotal:       %d kB\n", g*gib>>10) }
+	for _, c := range []struct {
+		name            string
+		meminfo, v2, v1 string
+		want            int64
+	}{
+		{"big machine, no cgroup limit", meminfo(24), "max\n", "", maxMemory},
+		{"cgroup v1 unlimited", meminfo(24), "", "9223372036854771712\n", maxMemory},
+		{"small machine", meminfo(2), "", "", gib},
+		{"container of 1 GiB (v2)", meminfo(24), "1073741824\n", "", gib / 2},
+		{"container of 3 GiB (v1)", meminfo(24), "", "3221225472", 3 * gib / 2},
+		{"tiny container", meminfo(24), "268435456", "", 256 << 20},
+		{"nothing readable", "", "", "", maxMemory},
+	} {
+		if got := memoryLimitFrom(c.meminfo, c.v2, c.v1); got != c.want {
+			t.Errorf("%s: memoryLimitFrom = %d MiB, want %d MiB", c.name, got>>20, c.want>>20)
+		}
+	}
+}
