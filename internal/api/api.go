@@ -26,6 +26,8 @@ type Stats struct {
 	LastLoadedAt    *time.Time `json:"last_loaded_at"`
 	Backlog         int64      `json:"backlog"`
 	LagSeconds      float64    `json:"lag_seconds"`
+	// LoadError says why loading this integration is failing; absent while it works.
+	LoadError string `json:"load_error,omitempty"`
 }
 
 // Querier runs read-only SQL (a warehouse).

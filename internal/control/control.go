@@ -83,6 +83,7 @@ const (
 	keyURL         = "url/"
 	keyNextID      = "meta/next_id"
 	keyAdminHash   = "meta/admin_key_hash"
+	keyInstall     = "meta/installation_id"
 )
 
 // Store is the control data, cached in memory.
@@ -97,6 +98,7 @@ type Store struct {
 	urls         map[int64]*WebhookURL
 	byHash       map[[32]byte]*WebhookURL
 	adminHash    []byte
+	installation string
 	usedMu       sync.Mutex
 	used         map[int64]time.Time // url id -> last use not yet written
 }
@@ -123,6 +125,9 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 		s.adminHash = v
 	} else if !errors.Is(err, notFound) {
 		return nil, fmt.Errorf("control: %w", err)
+	}
+	if err := s.ensureInstallation(); err != nil {
+		return nil, err
 	}
 	err := kv.Scan(keyIntegration, func(_ string, v []byte) error {
 		var in Integration
@@ -151,6 +156,29 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 	}
 	return s, nil
 }
+
+// ensureInstallation reads the installation id, creating it with the state on
+// first start. The warehouse stores it with each load position, so that a load
+// position is only ever used by the installation whose log it counts.
+func (s *Store) ensureInstallation() error {
+	v, err := s.kv.Get(keyInstall)
+	switch {
+	case err == nil:
+		s.installation = string(v)
+		return nil
+	case !errors.Is(err, s.notFound):
+		return fmt.Errorf("control: %w", err)
+	}
+	id := randomHex(16)
+	if err := s.kv.Put(map[string][]byte{keyInstall: []byte(id)}); err != nil {
+		return fmt.Errorf("control: create the installation id: %w", err)
+	}
+	s.installation = id
+	return nil
+}
+
+// Installation is this installation's id, made when its state was created.
+func (s *Store) Installation() string { return s.installation }
 
 // EnsureAdminKey creates the admin key on first start. It returns the new key, or
 // "" when one existed already.

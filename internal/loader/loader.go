@@ -7,6 +7,7 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -40,10 +41,14 @@ type Observer interface {
 
 // Options tune loading.
 type Options struct {
-	BatchSize  int
-	BatchWait  time.Duration
-	MaxColumns int
-	Retention  time.Duration
+	// Installation is this installation's id (control.Store.Installation). It is
+	// stored with every load position, and a position stored by another
+	// installation is never used (see warehouse.Batch.Prev).
+	Installation string
+	BatchSize    int
+	BatchWait    time.Duration
+	MaxColumns   int
+	Retention    time.Duration
 	// TrimEvery is how often loaded records past Retention are removed (default 1m).
 	TrimEvery time.Duration
 	// MaxBatchBytes caps the bodies read into one batch.
@@ -60,6 +65,8 @@ type Stats struct {
 	LastLoadedAt   time.Time
 	Backlog        int64
 	Lag            time.Duration
+	// Error is why loading this integration is failing, "" while it works.
+	Error string
 }
 
 // Loader owns one worker goroutine per integration.
@@ -70,9 +77,15 @@ type Loader struct {
 	opts   Options
 	logger *slog.Logger
 
-	ctx    context.Context // ends when Close begins: workers flush and stop
+	// ctx ends when Close begins: workers flush their open batch and stop.
+	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// hard ends when Close's deadline is near: every warehouse call derives from
+	// it, so a load still running is cancelled (rolled back; its records stay in
+	// the log) and the workers return before the warehouse and the log close.
+	hard       context.Context
+	hardCancel context.CancelFunc
+	wg         sync.WaitGroup
 
 	mu      sync.Mutex
 	workers map[int64]*worker
@@ -81,15 +94,41 @@ type Loader struct {
 }
 
 type worker struct {
-	in control.Integration
+	id   int64
+	wake chan struct{} // capacity 1: stop waiting for the batch to fill (Sync, deletion)
+	done chan struct{} // closed when the worker returns
 
 	mu       sync.Mutex
-	position uint64
+	in       control.Integration // kept current by the supervisor
+	position uint64              // committed position, known once known is true
+	known    bool
 	loaded   int64
 	rejected int64
 	lastLoad time.Time
-	ready    bool // counts read from the warehouse
-	failing  int  // consecutive failures
+	counted  bool  // loaded and rejected were read from the warehouse
+	failing  int   // consecutive failures
+	lastErr  error // the last failure while failing > 0
+	failures int64 // every failure so far, for Sync
+	progress chan struct{} // closed and replaced whenever the above change
+}
+
+// changed wakes whoever waits on w.progress; w.mu must be held.
+func (w *worker) changed() {
+	close(w.progress)
+	w.progress = make(chan struct{})
+}
+
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) integration() control.Integration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.in
 }
 
 // New makes a loader; Start runs it.
@@ -115,6 +154,7 @@ func New(log Log, wh warehouse.Warehouse, ctl Integrations, opts Options, logger
 // Start runs the supervisor that starts a worker for each integration.
 func (l *Loader) Start() {
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.hard, l.hardCancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -122,19 +162,45 @@ func (l *Loader) Start() {
 	}()
 }
 
-// Close asks every worker to flush its open batch and waits for them until ctx ends.
+// ErrStillRunning is returned by Close when workers did not return even after
+// their loads were cancelled: the caller must not close the warehouse or the log.
+var ErrStillRunning = errors.New("loader: workers are still running")
+
+// Close stops loading within ctx. First the soft stop: each worker commits its
+// open batch and returns. When that takes longer than most of ctx's time, the
+// hard stop cancels the loads still running (their transactions roll back and
+// the records stay in the log for the next start) and Close waits for the
+// workers once more. Only when they still run at ctx's end does it return
+// ErrStillRunning; otherwise every worker has returned and nothing touches the
+// warehouse or the log any more.
 func (l *Loader) Close(ctx context.Context) error {
 	if l.cancel == nil {
 		return nil
 	}
 	l.cancel()
+	defer l.hardCancel()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
+	soft := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		// Keep a fifth of the time (at least 200 ms, at most 5 s) for the hard stop.
+		grace := min(max(time.Until(deadline)/5, 200*time.Millisecond), 5*time.Second)
+		var cancel context.CancelFunc
+		soft, cancel = context.WithDeadline(ctx, deadline.Add(-grace))
+		defer cancel()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-soft.Done():
+	}
+	l.logger.Warn("the open load batch did not commit in time; cancelling it (its records stay in the log and load at the next start)")
+	l.hardCancel()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("loader: workers did not stop in time: %w", ctx.Err())
+		return fmt.Errorf("%w after their loads were cancelled: %w", ErrStillRunning, ctx.Err())
 	}
 }
 
@@ -143,18 +209,7 @@ func (l *Loader) supervise() {
 	defer t.Stop()
 	for {
 		for _, in := range l.ctl.AllIntegrations() {
-			l.mu.Lock()
-			_, ok := l.workers[in.ID]
-			if !ok && l.ctx.Err() == nil {
-				w := &worker{in: in}
-				l.workers[in.ID] = w
-				l.wg.Add(1)
-				go func() {
-					defer l.wg.Done()
-					l.run(w)
-				}()
-			}
-			l.mu.Unlock()
+			l.startWorker(in)
 		}
 		select {
 		case <-l.ctx.Done():
@@ -164,9 +219,83 @@ func (l *Loader) supervise() {
 	}
 }
 
+// startWorker starts in's worker if it has none, or tells the running one about
+// changes (a deletion). It returns the worker, nil once the loader is stopping.
+func (l *Loader) startWorker(in control.Integration) *worker {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w, ok := l.workers[in.ID]; ok {
+		w.mu.Lock()
+		deleted := w.in.DeletedAt == nil && in.DeletedAt != nil
+		w.in = in
+		w.mu.Unlock()
+		if deleted {
+			w.poke() // it stops once everything accepted is loaded
+		}
+		return w
+	}
+	if l.ctx.Err() != nil {
+		return nil
+	}
+	w := &worker{id: in.ID, in: in, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
+	l.workers[in.ID] = w
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(w.done)
+		l.run(w)
+	}()
+	return w
+}
+
+// Sync loads everything the log holds for integration at the time of the call
+// and returns once it is committed, or with the first load error after the call,
+// or when ctx ends. It starts the integration's worker if the supervisor has not
+// yet, and makes it skip BatchWait. Tests use it instead of waiting for the
+// background loop.
+func (l *Loader) Sync(ctx context.Context, integration int64) error {
+	target := l.log.Head(integration).Position
+	var w *worker
+	for _, in := range l.ctl.AllIntegrations() {
+		if in.ID == integration {
+			w = l.startWorker(in)
+		}
+	}
+	if w == nil {
+		return fmt.Errorf("loader: sync integration %d: no such integration, or the loader is stopped", integration)
+	}
+	w.mu.Lock()
+	failures := w.failures
+	w.mu.Unlock()
+	for {
+		w.mu.Lock()
+		pos, known, progress := w.position, w.known, w.progress
+		var err error
+		if w.failures > failures {
+			err = w.lastErr
+		}
+		w.mu.Unlock()
+		if known && pos >= target {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("loader: sync integration %d: %w", integration, err)
+		}
+		w.poke()
+		select {
+		case <-progress:
+		case <-w.done:
+			return fmt.Errorf("loader: sync integration %d: the loader stopped at position %d of %d", integration, pos, target)
+		case <-ctx.Done():
+			return fmt.Errorf("loader: sync integration %d: at position %d of %d: %w", integration, pos, target, ctx.Err())
+		}
+	}
+}
+
 // run is one integration's worker.
 func (l *Loader) run(w *worker) {
-	logger := l.logger.With("integration", w.in.ID, "schema", w.in.Schema)
+	in := w.integration()
+	logger := l.logger.With("integration", in.ID, "schema", in.Schema)
 	var (
 		fl       *Flattener
 		ready    *prepared // a flattened batch waiting to be committed
@@ -176,14 +305,22 @@ func (l *Loader) run(w *worker) {
 		lastWarn time.Time
 	)
 	stopping := func() bool { return l.ctx.Err() != nil }
+	deleted := func() bool { return w.integration().DeletedAt != nil }
 	fails := func(err error, what string) {
 		w.mu.Lock()
 		w.failing++
+		w.failures++
+		w.lastErr = err
 		n := w.failing
+		w.changed()
 		w.mu.Unlock()
 		l.setDown(err)
 		if n == 1 || time.Since(lastWarn) > 30*time.Second {
-			logger.Error(what+"; accepted records stay in the log and loading is retried", "err", err, "failures_in_a_row", n)
+			msg := what + "; accepted records stay in the log and loading is retried"
+			if errors.Is(err, warehouse.ErrStateMismatch) {
+				msg = what + ": the warehouse's load position is not this loader's; nothing is loaded until that is resolved"
+			}
+			logger.Error(msg, "err", err, "failures_in_a_row", n)
 			lastWarn = time.Now()
 		}
 	}
@@ -203,14 +340,15 @@ func (l *Loader) run(w *worker) {
 			}
 		}
 		if ready == nil {
-			if l.log.Head(w.in.ID).Position <= st.Position {
-				if w.in.DeletedAt != nil || stopping() {
+			if l.log.Head(w.id).Position <= st.Position {
+				if deleted() || stopping() {
 					return // deleted integrations stop once everything accepted is loaded
 				}
 				changed := l.log.Changed()
-				if l.log.Head(w.in.ID).Position <= st.Position {
+				if l.log.Head(w.id).Position <= st.Position {
 					select {
 					case <-changed:
+					case <-w.wake:
 					case <-l.ctx.Done():
 					}
 				}
@@ -218,22 +356,26 @@ func (l *Loader) run(w *worker) {
 			}
 			// A batch is open: wait for it to fill or to reach its age.
 			deadline := time.Now().Add(l.opts.BatchWait)
+		wait:
 			for !stopping() {
 				changed := l.log.Changed()
 				wait := time.Until(deadline)
-				if wait <= 0 || l.log.Head(w.in.ID).Position-st.Position >= uint64(l.opts.BatchSize) {
+				if wait <= 0 || l.log.Head(w.id).Position-st.Position >= uint64(l.opts.BatchSize) {
 					break
 				}
 				t := time.NewTimer(wait)
 				select {
 				case <-changed:
 				case <-t.C:
+				case <-w.wake: // Sync or a deletion: load what is there now
+					t.Stop()
+					break wait
 				case <-l.ctx.Done():
 				}
 				t.Stop()
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(l.hard, 2*time.Minute)
 		var err error
 		if ready == nil {
 			ready, err = l.prepareBatch(ctx, w, fl, st)
@@ -249,7 +391,7 @@ func (l *Loader) run(w *worker) {
 			w.mu.Lock()
 			n := w.failing
 			w.mu.Unlock()
-			if stopping() && n > 3 {
+			if stopping() && (n > 3 || l.hard.Err() != nil) {
 				return
 			}
 			backoff = nextBackoff(backoff)
@@ -269,7 +411,7 @@ func (l *Loader) run(w *worker) {
 		}
 		if l.opts.Retention > 0 && time.Since(lastTrim) > l.opts.TrimEvery {
 			lastTrim = time.Now()
-			if n, err := l.log.Trim(w.in.ID, st.Position, time.Now().Add(-l.opts.Retention)); err != nil {
+			if n, err := l.log.Trim(w.id, st.Position, time.Now().Add(-l.opts.Retention)); err != nil {
 				logger.Warn("log trim failed", "err", err)
 			} else if n > 0 {
 				logger.Debug("trimmed loaded records past retention", "records", n)
@@ -278,61 +420,58 @@ func (l *Loader) run(w *worker) {
 	}
 }
 
-// prepare reads the integration's load state and existing tables.
+// prepare reads the integration's load state and existing tables. The state it
+// returns is the batch's Prev: the stored state when it is this installation's
+// (or one stored before installations had ids, which this installation claims),
+// or the zero State when none is stored. A state stored by another installation,
+// or one ahead of this log, is refused with warehouse.ErrStateMismatch: using it
+// would skip records.
 func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(l.hard, 30*time.Second)
 	defer cancel()
+	in := w.integration()
 	states, err := l.wh.LoadState(ctx)
 	if err != nil {
 		return warehouse.State{}, nil, fmt.Errorf("loader: read load state: %w", err)
 	}
-	st := states[w.in.ID]
-	existing, err := l.tables(ctx, w.in.Schema)
-	if err != nil {
-		return st, nil, err
+	st, found := states[in.ID]
+	mine := l.opts.Installation
+	if found && st.Installation != mine && st.Installation != "" {
+		probe := &warehouse.Batch{Integration: in.ID, Schema: in.Schema,
+			Prev: warehouse.State{Installation: mine}, State: warehouse.State{Installation: mine}}
+		return st, nil, fmt.Errorf("loader: %w", warehouse.Mismatch(probe, st, true))
+	}
+	if head := l.log.Head(in.ID).Position; st.Position > head {
+		return st, nil, fmt.Errorf("loader: %w: the warehouse has loaded integration %d up to log position %d, but this installation's log ends at %d: "+
+			"the log is older than the warehouse (a data directory restored from an older backup?). Loading is refused so that no new record is skipped; "+
+			"restore a newer backup of the data directory, or point this installation at a warehouse it loaded",
+			warehouse.ErrStateMismatch, in.ID, st.Position, head)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.ready {
+	w.position, w.known = st.Position, true
+	w.changed()
+	w.mu.Unlock()
+	existing, err := l.wh.Tables(ctx, in.Schema)
+	if err != nil {
+		return st, nil, fmt.Errorf("loader: tables of schema %s: %w", in.Schema, err)
+	}
+	w.mu.Lock()
+	counted := w.counted
+	w.mu.Unlock()
+	if !counted {
 		// Counts survive restarts: rejected rows are in the warehouse, and every
 		// other record up to the position was loaded.
-		var rejected int64
-		if _, ok := existing[warehouse.RejectedTable]; ok {
-			res, err := l.wh.Query(ctx, "SELECT count(*) FROM "+w.in.Schema+"."+warehouse.RejectedTable, 1)
-			if err != nil {
-				return st, nil, fmt.Errorf("loader: count rejected records: %w", err)
-			}
-			if len(res.Rows) == 1 {
-				rejected = toInt(res.Rows[0][0])
-			}
+		rejected, err := l.wh.CountRows(ctx, in.Schema, warehouse.RejectedTable)
+		if err != nil {
+			return st, nil, fmt.Errorf("loader: count rejected records: %w", err)
 		}
+		w.mu.Lock()
 		w.rejected = rejected
 		w.loaded = int64(st.Position) - rejected
-		w.ready = true
+		w.counted = true
+		w.mu.Unlock()
 	}
-	w.position = st.Position
-	return st, NewFlattener(w.in.PrimaryKey, l.opts.MaxColumns, existing), nil
-}
-
-// tables returns the existing tables of schema with their columns.
-func (l *Loader) tables(ctx context.Context, schema string) (map[string][]warehouse.Column, error) {
-	// schema holds only [a-z0-9_] (control.checkSchema), so it is safe as a literal.
-	res, err := l.wh.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = '"+schema+"'", 100000)
-	if err != nil {
-		return nil, fmt.Errorf("loader: list tables of %s: %w", schema, err)
-	}
-	out := map[string][]warehouse.Column{}
-	for _, row := range res.Rows {
-		name, _ := row[0].(string)
-		cols, err := l.wh.Columns(ctx, schema, name)
-		if err != nil {
-			return nil, fmt.Errorf("loader: columns of %s.%s: %w", schema, name, err)
-		}
-		if cols != nil {
-			out[name] = cols
-		}
-	}
-	return out, nil
+	return st, NewFlattener(in.PrimaryKey, l.opts.MaxColumns, existing), nil
 }
 
 // prepared is a batch read from the log and flattened, ready to commit.
@@ -343,24 +482,12 @@ type prepared struct {
 	start            time.Time
 }
 
-// loadBatch reads, flattens and commits one batch.
-func (l *Loader) loadBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (warehouse.State, error) {
-	p, err := l.prepareBatch(ctx, w, fl, st)
-	if err != nil {
-		return st, err
-	}
-	if err := l.commitBatch(ctx, w, p); err != nil {
-		return st, err
-	}
-	return p.batch.State, nil
-}
-
 // commitPipelined commits p while flattening the following batch when a full one
 // is already waiting in the log, so flattening overlaps the warehouse's work. The
 // following batch is returned only if p committed; on any error it is dropped and
 // the caller re-reads the state from the warehouse.
 func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
-	if (l.ctx != nil && l.ctx.Err() != nil) || l.log.Head(w.in.ID).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+	if (l.ctx != nil && l.ctx.Err() != nil) || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
 		return nil, l.commitBatch(ctx, w, p)
 	}
 	var (
@@ -382,15 +509,17 @@ func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, 
 
 // prepareBatch reads the records after st and flattens them into a batch.
 func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (*prepared, error) {
-	recs, err := l.log.Read(ctx, w.in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
+	in := w.integration()
+	recs, err := l.log.Read(ctx, in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
 	if err != nil {
 		return nil, err
 	}
 	p := &prepared{start: time.Now(), records: len(recs)}
 	next := st
+	next.Installation = l.opts.Installation
 	for _, r := range recs {
 		if r.Position != next.Position+1 {
-			return nil, fmt.Errorf("loader: log of integration %d jumps from position %d to %d: records were removed before they were loaded", w.in.ID, next.Position, r.Position)
+			return nil, fmt.Errorf("loader: log of integration %d jumps from position %d to %d: records were removed before they were loaded", in.ID, next.Position, r.Position)
 		}
 		seq := r.ReceivedAt.UnixMilli() * 1_000_000
 		if seq <= next.Sequence {
@@ -402,9 +531,9 @@ func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st 
 	}
 	tables, loaded, rejected := fl.Take(time.Now())
 	p.loaded, p.rejected = loaded, rejected
-	p.batch = &warehouse.Batch{Integration: w.in.ID, Schema: w.in.Schema, Tables: tables, State: next}
-	if w.in.PrimaryKey != "" {
-		p.batch.Key = ColumnName(w.in.PrimaryKey)
+	p.batch = &warehouse.Batch{Integration: in.ID, Schema: in.Schema, Tables: tables, Prev: st, State: next}
+	if in.PrimaryKey != "" {
+		p.batch.Key = ColumnName(in.PrimaryKey)
 	}
 	return p, nil
 }
@@ -417,18 +546,19 @@ func (l *Loader) commitBatch(ctx context.Context, w *worker, p *prepared) error 
 	now := warehouse.UTC(time.Now())
 	stampBatchedAt(p.batch.Tables, now)
 	if err := l.wh.Load(ctx, p.batch); err != nil {
-		return fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", w.in.ID, p.records, w.in.Schema, err)
+		return fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", p.batch.Integration, p.records, p.batch.Schema, err)
 	}
 	faults.Point(faults.LoaderAfterCommit)
 	w.mu.Lock()
-	w.position = p.batch.State.Position
+	w.position, w.known = p.batch.State.Position, true
 	w.loaded += int64(p.loaded)
 	w.rejected += int64(p.rejected)
 	w.lastLoad = now
-	w.failing = 0
+	w.failing, w.lastErr = 0, nil
+	w.changed()
 	w.mu.Unlock()
 	if l.opts.Observe != nil {
-		l.opts.Observe.Batch(w.in.ID, p.loaded, p.rejected, time.Since(p.start))
+		l.opts.Observe.Batch(p.batch.Integration, p.loaded, p.rejected, time.Since(p.start))
 	}
 	return nil
 }
@@ -465,6 +595,14 @@ func (l *Loader) Stats(integration int64) Stats {
 	if w != nil {
 		w.mu.Lock()
 		pos, s.Loaded, s.Rejected, s.LastLoadedAt = w.position, w.loaded, w.rejected, w.lastLoad
+		if !w.counted {
+			// Rejections not counted yet: everything up to the position was
+			// handled, and telling loaded from rejected must wait.
+			s.Loaded = int64(w.position)
+		}
+		if w.failing > 0 && w.lastErr != nil {
+			s.Error = w.lastErr.Error()
+		}
 		w.mu.Unlock()
 	}
 	if head.Position > pos {
@@ -521,24 +659,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-func toInt(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int32:
-		return int64(n)
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	case uint64:
-		return int64(n)
-	case string:
-		var x int64
-		fmt.Sscan(n, &x)
-		return x
-	}
-	return 0
 }

@@ -27,6 +27,7 @@ type lazyWarehouse struct {
 
 	mu       sync.Mutex
 	inner    warehouse.Warehouse
+	opening  bool // one caller is opening it, without the lock
 	lastTry  time.Time
 	lastErr  error
 	closed   bool
@@ -36,20 +37,38 @@ type lazyWarehouse struct {
 
 var _ warehouse.Warehouse = (*lazyWarehouse)(nil)
 
+// get returns the open warehouse, or opens it. The lock is not held while
+// opening (a PostgreSQL connect can take its whole timeout): one caller opens,
+// and the others meanwhile get the last error at once instead of queueing behind
+// it, so /status.json stays quick while the warehouse is unreachable.
 func (l *lazyWarehouse) get(ctx context.Context) (warehouse.Warehouse, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil, errors.New("warehouse: closed")
 	}
 	if l.inner != nil {
-		return l.inner, nil
+		w := l.inner
+		l.mu.Unlock()
+		return w, nil
 	}
-	if time.Since(l.lastTry) < l.retryEvery && l.lastErr != nil {
-		return nil, l.lastErr
+	if l.opening || (time.Since(l.lastTry) < l.retryEvery && l.lastErr != nil) {
+		err := l.lastErr
+		l.mu.Unlock()
+		if err == nil {
+			err = errors.New("warehouse: being opened (records wait in the log)")
+		}
+		return nil, err
 	}
 	l.lastTry = time.Now()
+	l.opening = true
+	l.mu.Unlock()
+
 	w, err := l.open(ctx)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.opening = false
 	if err != nil {
 		l.lastErr = fmt.Errorf("warehouse unreachable (records wait in the log): %w", err)
 		if time.Since(l.warnedAt) > 30*time.Second {
@@ -57,6 +76,10 @@ func (l *lazyWarehouse) get(ctx context.Context) (warehouse.Warehouse, error) {
 			l.warnedAt = time.Now()
 		}
 		return nil, l.lastErr
+	}
+	if l.closed { // closed while opening: nobody else will close it
+		w.Close()
+		return nil, errors.New("warehouse: closed")
 	}
 	l.logger.Info("warehouse opened")
 	l.inner, l.lastErr = w, nil
@@ -103,6 +126,33 @@ func (l *lazyWarehouse) Columns(ctx context.Context, schema, table string) ([]wa
 	return cols, l.check(w, err)
 }
 
+func (l *lazyWarehouse) Tables(ctx context.Context, schema string) (map[string][]warehouse.Column, error) {
+	w, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.Tables(ctx, schema)
+	return t, l.check(w, err)
+}
+
+func (l *lazyWarehouse) CountRows(ctx context.Context, schema, table string) (int64, error) {
+	w, err := l.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.CountRows(ctx, schema, table)
+	return n, l.check(w, err)
+}
+
+func (l *lazyWarehouse) Recent(ctx context.Context, schema, table, orderBy string, limit int) (*warehouse.Result, error) {
+	w, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := w.Recent(ctx, schema, table, orderBy, limit)
+	return res, l.check(w, err)
+}
+
 func (l *lazyWarehouse) Load(ctx context.Context, b *warehouse.Batch) error {
 	w, err := l.get(ctx)
 	if err != nil {
@@ -128,6 +178,7 @@ func (l *lazyWarehouse) Ping(ctx context.Context) error {
 	return l.check(w, w.Ping(ctx))
 }
 
+// Close closes the warehouse; one being opened is closed when its open returns.
 func (l *lazyWarehouse) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -65,7 +65,9 @@ func TestDuckDBReopensAfterFatalError(t *testing.T) {
 		for j := range rows {
 			rows[j] = []any{fmt.Sprintf("%d-%d", pos, j), pad()}
 		}
-		return &warehouse.Batch{Integration: 1, Schema: "fill", State: warehouse.State{Position: pos, Sequence: int64(pos)},
+		return &warehouse.Batch{Integration: 1, Schema: "fill",
+			Prev:  warehouse.State{Position: pos - 1, Sequence: int64(pos - 1)},
+			State: warehouse.State{Position: pos, Sequence: int64(pos)},
 			Tables: []warehouse.Table{{Name: "data", Columns: cols, Rows: rows}}}
 	}
 

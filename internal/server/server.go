@@ -107,6 +107,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		s.wh = lazy
 	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
+		Installation: ctl.Installation(),
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics,
 	}, logger.With("component", "loader"))
@@ -234,13 +235,18 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	s.logger.Info("flushing the open load batch")
-	if err := s.loader.Close(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	lerr := s.loader.Close(ctx)
 	close(s.stopBg)
 	s.bg.Wait()
 	if err := s.control.FlushLastUsed(); err != nil {
 		errs = append(errs, err)
+	}
+	if errors.Is(lerr, loader.ErrStillRunning) {
+		// Closing storage under a running load would crash it. Both are safe to
+		// leave to the process exit: every acknowledged record is fsync'd in the
+		// log, and the warehouse keeps only committed batches.
+		s.logger.Error("loader workers did not stop in time; leaving the warehouse and the log open for the process exit", "err", lerr)
+		return errors.Join(append(errs, lerr)...)
 	}
 	if err := s.wh.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("warehouse close: %w", err))
@@ -271,7 +277,7 @@ func (s *Server) apiStats(id int64) api.Stats {
 	st := s.loader.Stats(id)
 	out := api.Stats{
 		RecordsReceived: st.Received, RecordsLoaded: st.Loaded, RecordsRejected: st.Rejected,
-		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(),
+		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), LoadError: st.Error,
 	}
 	if !st.LastReceivedAt.IsZero() {
 		t := st.LastReceivedAt.UTC()

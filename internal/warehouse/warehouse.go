@@ -10,6 +10,7 @@ package warehouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -76,16 +77,27 @@ type Batch struct {
 	// Tables: "data" first (if it has rows or new columns), then subtables, then
 	// "_sdc_rejected". A Table with no rows is still created/evolved.
 	Tables []Table
+	// Prev is the integration's stored load state as the loader read it before this
+	// batch (the zero State when none was stored). Load advances the stored state
+	// to State only if it still equals Prev (installation and position), in the
+	// same transaction as the rows; otherwise it writes nothing and returns an
+	// error wrapping ErrStateMismatch. That fence keeps two loaders (two servers on
+	// one warehouse, a fresh data directory on a loaded warehouse, a restored
+	// backup) from skipping or repeating records.
+	Prev State
 	// State is the integration's load state after this batch; written in the same
-	// transaction.
+	// transaction. State.Installation must be set.
 	State State
 }
 
 // State is what the warehouse remembers per integration so that loading resumes
 // exactly where the last committed batch ended.
 type State struct {
-	Position uint64 // last log position loaded (0: nothing yet)
-	Sequence int64  // last _sdc_sequence handed out (0: none yet)
+	// Installation is the id of the hookhouse installation whose log positions
+	// Position counts ("" for a state stored before installations had ids).
+	Installation string
+	Position     uint64 // last log position loaded (0: nothing yet)
+	Sequence     int64  // last _sdc_sequence handed out (0: none yet)
 }
 
 // Result is the answer of a read-only query. Values are JSON-friendly: string,
@@ -98,17 +110,31 @@ type Result struct {
 	Truncated bool `json:"truncated,omitempty"`
 }
 
-// Warehouse is what the loader and the query endpoint need from a warehouse.
+// Warehouse is what the loader, the dashboard and the query endpoint need from a
+// warehouse. Every method but Query takes names, never SQL: the adapter quotes
+// them, so a schema called "order" or "select" works like any other. Query is the
+// only way user-written SQL reaches the warehouse, and hookhouse never sends its
+// own SQL through it.
 type Warehouse interface {
 	// LoadState returns the stored load state of every integration that has one.
 	LoadState(ctx context.Context) (map[int64]State, error)
+	// Tables returns every table of schema with its columns in order; an empty
+	// map (not an error) when the schema does not exist.
+	Tables(ctx context.Context, schema string) (map[string][]Column, error)
 	// Columns returns the columns of schema.table in order, or nil if the table
 	// does not exist.
 	Columns(ctx context.Context, schema, table string) ([]Column, error)
-	// Load writes b in one transaction (see Batch).
+	// CountRows returns the number of rows of schema.table; 0 if it does not exist.
+	CountRows(ctx context.Context, schema, table string) (int64, error)
+	// Recent returns at most limit rows of schema.table, all columns, newest
+	// first by the column orderBy (descending). The table must exist.
+	Recent(ctx context.Context, schema, table, orderBy string, limit int) (*Result, error)
+	// Load writes b in one transaction (see Batch). A stored state that no longer
+	// matches b.Prev fails with an error wrapping ErrStateMismatch and writes
+	// nothing.
 	Load(ctx context.Context, b *Batch) error
-	// Query runs sql read-only (enforced by the database) and returns at most
-	// maxRows rows.
+	// Query runs one user-written SQL statement read-only (enforced by the
+	// database, see each adapter's Query) and returns at most maxRows rows.
 	Query(ctx context.Context, sql string, maxRows int) (*Result, error)
 	// Ping reports whether the warehouse is reachable.
 	Ping(ctx context.Context) error
@@ -117,6 +143,10 @@ type Warehouse interface {
 
 // ErrReadOnly is wrapped by Query errors caused by an attempt to write.
 var ErrReadOnly = errors.New("warehouse: query must be read-only")
+
+// ErrStateMismatch is wrapped by Load errors when the stored load state is not
+// the batch's Prev: another loader or another installation moved it.
+var ErrStateMismatch = errors.New("warehouse: the stored load state does not match")
 
 // StateTable is hookhouse's own bookkeeping table, in its own schema.
 const (
@@ -146,3 +176,27 @@ var RejectedColumns = []Column{
 
 // UTC returns t in UTC truncated to microseconds, the precision both warehouses keep.
 func UTC(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// Mismatch is the error Load returns when the stored state is not b.Prev: stored
+// is what the warehouse holds (found false: no state stored). It wraps
+// ErrStateMismatch and tells the operator what it means and what to do.
+func Mismatch(b *Batch, stored State, found bool) error {
+	prev := b.Prev
+	switch {
+	case found && stored.Installation != "" && stored.Installation != b.State.Installation:
+		return fmt.Errorf("%w: integration %d's load position in this warehouse (%d) belongs to another hookhouse installation (%s), not to this one (%s); "+
+			"loading is refused so that no record is skipped or loaded twice. Point this installation at its own warehouse, "+
+			"or, if the other installation is gone for good and this one should take over schema %s, delete integration %d's row from %s.%s",
+			ErrStateMismatch, b.Integration, stored.Position, stored.Installation, b.State.Installation,
+			b.Schema, b.Integration, StateSchema, StateTable)
+	case !found && prev.Position > 0:
+		return fmt.Errorf("%w: integration %d's load position %d was removed from %s.%s while loading; loading is refused until the state is consistent",
+			ErrStateMismatch, b.Integration, prev.Position, StateSchema, StateTable)
+	case found && prev.Position == 0:
+		return fmt.Errorf("%w: integration %d already has a load position (%d) that this loader did not read; another loader is loading it, so this one stops (it re-reads the state and resumes from there)",
+			ErrStateMismatch, b.Integration, stored.Position)
+	default:
+		return fmt.Errorf("%w: integration %d's load position moved from %d to %d under this loader; another loader is loading it, so this one stops (it re-reads the state and resumes from there)",
+			ErrStateMismatch, b.Integration, prev.Position, stored.Position)
+	}
+}

@@ -213,17 +213,14 @@ func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status in
 	p.CanGenerate = p.Active < control.MaxActiveURLs
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	p.Data = w.recent(ctx, in.Schema, warehouse.DataTable,
-		fmt.Sprintf(`SELECT * FROM "%s"."%s" ORDER BY %s DESC LIMIT %d`, in.Schema, warehouse.DataTable, warehouse.ColSequence, recentRows))
-	p.Rejected = w.recent(ctx, in.Schema, warehouse.RejectedTable,
-		fmt.Sprintf(`SELECT _sdc_rejected_at, table_name, reason, record FROM "%s"."%s" ORDER BY _sdc_rejected_at DESC LIMIT %d`,
-			in.Schema, warehouse.RejectedTable, recentRows))
+	p.Data = w.recent(ctx, in.Schema, warehouse.DataTable, warehouse.ColSequence)
+	p.Rejected = w.recent(ctx, in.Schema, warehouse.RejectedTable, warehouse.RejectedColumns[0].Name)
 	w.render(rw, r, status, "integration.html", p)
 }
 
-// recent reads a few rows of schema.table; a missing table is not an error.
-// The schema name is safe to quote: control allows only [a-z0-9_].
-func (w *Web) recent(ctx context.Context, schema, table, sql string) rows {
+// recent reads the newest rows of schema.table by orderBy; a missing table is not
+// an error. The warehouse quotes the names: no SQL is built here.
+func (w *Web) recent(ctx context.Context, schema, table, orderBy string) rows {
 	cols, err := w.opts.Warehouse.Columns(ctx, schema, table)
 	if err != nil {
 		return rows{Err: "could not read the table: " + err.Error()}
@@ -231,7 +228,7 @@ func (w *Web) recent(ctx context.Context, schema, table, sql string) rows {
 	if cols == nil {
 		return rows{Missing: true}
 	}
-	res, err := w.opts.Warehouse.Query(ctx, sql, recentRows)
+	res, err := w.opts.Warehouse.Recent(ctx, schema, table, orderBy, recentRows)
 	if err != nil {
 		return rows{Err: "could not read the table: " + err.Error()}
 	}

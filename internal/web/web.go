@@ -55,7 +55,7 @@ type Control interface {
 // Warehouse is what the integration page reads: recent and rejected rows.
 type Warehouse interface {
 	Columns(ctx context.Context, schema, table string) ([]warehouse.Column, error)
-	Query(ctx context.Context, sql string, maxRows int) (*warehouse.Result, error)
+	Recent(ctx context.Context, schema, table, orderBy string, limit int) (*warehouse.Result, error)
 }
 
 // Status is the server's status report (server.Status, copied to avoid an import cycle).

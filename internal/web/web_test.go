@@ -77,8 +77,8 @@ func (f fakeWarehouse) Columns(ctx context.Context, schema, table string) ([]war
 	return []warehouse.Column{{Name: "x", Type: warehouse.Text}}, nil
 }
 
-func (f fakeWarehouse) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Result, error) {
-	if strings.Contains(sql, "_sdc_rejected") {
+func (f fakeWarehouse) Recent(ctx context.Context, schema, table, orderBy string, limit int) (*warehouse.Result, error) {
+	if table == warehouse.RejectedTable {
 		return &warehouse.Result{Columns: []string{"_sdc_rejected_at", "table_name", "reason", "record"},
 			Rows: [][]any{{"2026-01-01T00:00:00Z", "data", "a field collision <b>", `{"a":1}`}}}, nil
 	}

@@ -107,6 +107,7 @@ func benchmarkLoad(b *testing.B, key string) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		bt := batches[i%len(batches)]
+		bt.Prev = warehouse.State{Position: uint64(i) * batchRows}
 		bt.State = warehouse.State{Position: uint64(i+1) * batchRows, Sequence: int64(i)}
 		if err := d.Load(ctx, bt); err != nil {
 			b.Fatal(err)

@@ -63,7 +63,7 @@ func crashChild(path string) {
 	}
 	b.Tables[0].Columns = append(b.Tables[0].Columns, text("b"))
 	b.Tables[0].Rows = [][]any{{"4", "x"}, {"5", "y"}}
-	b.State = warehouse.State{Position: 5, Sequence: 5}
+	b.Prev, b.State = b.State, warehouse.State{Position: 5, Sequence: 5}
 	_ = d.Load(ctx, b)
 	panic("not killed")
 }

@@ -188,18 +188,66 @@ type sharedConnector struct{ c *duckdb.Connector }
 func (s sharedConnector) Connect(ctx context.Context) (driver.Conn, error) { return s.c.Connect(ctx) }
 func (s sharedConnector) Driver() driver.Driver                            { return s.c.Driver() }
 
-func (d *DB) init(ctx context.Context) error {
-	stmts := []string{
-		`CREATE SCHEMA IF NOT EXISTS ` + quoteIdent(d.catalog) + "." + quoteIdent(warehouse.StateSchema),
-		`CREATE TABLE IF NOT EXISTS ` + d.stateTable + ` (
+// migrations create and change hookhouse's own tables, in order; each runs once,
+// in its own transaction, recorded in _hookhouse.migrations. Never edit one that
+// has shipped: add the next. The first is written so that it also fits a warehouse
+// made before migrations were numbered (IF NOT EXISTS).
+func (d *DB) migrations() []string {
+	return []string{
+		1: `CREATE TABLE IF NOT EXISTS ` + d.stateTable + ` (
 			integration_id BIGINT PRIMARY KEY,
 			position UBIGINT NOT NULL,
 			sequence BIGINT NOT NULL,
 			updated_at TIMESTAMPTZ NOT NULL)`,
+		// The installation whose log positions the row counts; NULL for rows
+		// written before installations had ids (the loader claims those).
+		2: `ALTER TABLE ` + d.stateTable + ` ADD COLUMN IF NOT EXISTS installation_id VARCHAR`,
 	}
-	for _, s := range stmts {
+}
+
+func (d *DB) init(ctx context.Context) error {
+	schema := quoteIdent(d.catalog) + "." + quoteIdent(warehouse.StateSchema)
+	applied := schema + `."migrations"`
+	for _, s := range []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + schema,
+		`CREATE TABLE IF NOT EXISTS ` + applied + ` (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`,
+	} {
 		if _, err := d.rw.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("create load state table: %w", err)
+			return fmt.Errorf("create %s: %w", warehouse.StateSchema, err)
+		}
+	}
+	var have int
+	if err := d.rw.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM `+applied).Scan(&have); err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	steps := d.migrations()
+	latest := len(steps) - 1
+	if have > latest {
+		return fmt.Errorf("the warehouse's %s schema is at version %d, newer than this hookhouse knows (%d); run a newer hookhouse", warehouse.StateSchema, have, latest)
+	}
+	for v := have + 1; v <= latest; v++ {
+		err := func() error {
+			conn, err := d.rw.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if _, err := conn.ExecContext(ctx, `BEGIN TRANSACTION`); err != nil {
+				return err
+			}
+			if _, err := conn.ExecContext(ctx, steps[v]); err != nil {
+				conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+				return err
+			}
+			if _, err := conn.ExecContext(ctx, `INSERT INTO `+applied+` VALUES (?, ?)`, v, time.Now().UTC()); err != nil {
+				conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+				return err
+			}
+			_, err = conn.ExecContext(ctx, `COMMIT`)
+			return err
+		}()
+		if err != nil {
+			return fmt.Errorf("migration %d of %s: %w", v, warehouse.StateSchema, err)
 		}
 	}
 	return nil
@@ -240,7 +288,7 @@ func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	if err != nil || !exists {
 		return states, err
 	}
-	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, position, sequence FROM `+d.stateTable)
+	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, coalesce(installation_id, ''), position, sequence FROM `+d.stateTable)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: read load state: %w", err)
 	}
@@ -248,7 +296,7 @@ func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	for rows.Next() {
 		var id int64
 		var s warehouse.State
-		if err := rows.Scan(&id, &s.Position, &s.Sequence); err != nil {
+		if err := rows.Scan(&id, &s.Installation, &s.Position, &s.Sequence); err != nil {
 			return nil, fmt.Errorf("duckdb: read load state: %w", err)
 		}
 		states[id] = s
@@ -267,6 +315,69 @@ func (d *DB) Columns(ctx context.Context, schema, table string) ([]warehouse.Col
 		return nil, fmt.Errorf("duckdb: columns of %s.%s: %w", schema, table, err)
 	}
 	return cols, nil
+}
+
+// Tables returns the tables of schema with their columns.
+func (d *DB) Tables(ctx context.Context, schema string) (map[string][]warehouse.Column, error) {
+	rows, err := d.rw.QueryContext(ctx, `
+		SELECT t.table_name, c.column_name, c.data_type
+		FROM duckdb_tables() t
+		LEFT JOIN duckdb_columns() c USING (database_oid, schema_oid, table_oid)
+		WHERE t.database_name = current_database() AND lower(t.schema_name) = lower(?)
+		ORDER BY t.table_name, c.column_index`, schema)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: tables of %s: %w", schema, err)
+	}
+	defer rows.Close()
+	out := map[string][]warehouse.Column{}
+	for rows.Next() {
+		var table string
+		var name, typ sql.NullString
+		if err := rows.Scan(&table, &name, &typ); err != nil {
+			return nil, fmt.Errorf("duckdb: tables of %s: %w", schema, err)
+		}
+		cols := out[table]
+		if name.Valid {
+			cols = append(cols, warehouse.Column{Name: name.String, Type: parseType(typ.String)})
+		}
+		if cols == nil {
+			cols = []warehouse.Column{}
+		}
+		out[table] = cols
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("duckdb: tables of %s: %w", schema, err)
+	}
+	return out, nil
+}
+
+// CountRows counts the rows of schema.table; 0 when it does not exist.
+func (d *DB) CountRows(ctx context.Context, schema, table string) (int64, error) {
+	exists, err := tableExists(ctx, d.rw, schema, table)
+	if err != nil || !exists {
+		return 0, err
+	}
+	var n int64
+	if err := d.rw.QueryRowContext(ctx, `SELECT count(*) FROM `+d.table(schema, table)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("duckdb: count rows of %s.%s: %w", schema, table, err)
+	}
+	return n, nil
+}
+
+// Recent returns the newest limit rows of schema.table by orderBy, read in a READ
+// ONLY transaction like a user query.
+func (d *DB) Recent(ctx context.Context, schema, table, orderBy string, limit int) (*warehouse.Result, error) {
+	q := `SELECT * FROM ` + d.table(schema, table) + ` ORDER BY ` + quoteIdent(orderBy) + ` DESC LIMIT ` + strconv.Itoa(max(limit, 0))
+	res, err := d.Query(ctx, q, limit)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: recent rows of %s.%s: %w", schema, table, err)
+	}
+	return res, nil
+}
+
+// table is the fully qualified, quoted name of schema.table in the file's catalog.
+func (d *DB) table(schema, table string) string {
+	return quoteIdent(d.catalog) + "." + quoteIdent(schema) + "." + quoteIdent(table)
 }
 
 // queryer is *sql.DB or *sql.Conn.

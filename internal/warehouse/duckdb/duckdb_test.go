@@ -47,7 +47,9 @@ func TestAppenderRowsRollBack(t *testing.T) {
 		for i, id := range ids {
 			rows = append(rows, []any{id, int64(i)})
 		}
-		return &warehouse.Batch{Integration: 1, Schema: "atom", State: warehouse.State{Position: pos, Sequence: int64(pos)},
+		return &warehouse.Batch{Integration: 1, Schema: "atom",
+			Prev:  warehouse.State{Position: pos - 1, Sequence: int64(pos - 1)},
+			State: warehouse.State{Position: pos, Sequence: int64(pos)},
 			Tables: []warehouse.Table{
 				{Name: "data", Columns: c, Rows: rows},
 				{Name: "data__sub", Columns: []warehouse.Column{text("_sdc_source_key_id"), bigint("v")}, Rows: [][]any{{"x", int64(1)}}},
@@ -152,7 +154,7 @@ func TestAppenderAutoFlushRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Tables[0].Rows = rows
-	b.State.Position = 2
+	b.Prev, b.State.Position = b.State, 2
 	d.beforeCommit = func(context.Context, *sql.Conn) error { return errInjected }
 	if err := d.Load(ctx, b); !errors.Is(err, errInjected) {
 		t.Fatalf("Load = %v, want the injected error", err)
@@ -169,8 +171,8 @@ func TestAppenderAutoFlushRollsBack(t *testing.T) {
 // catalogs; unqualified, "temp"."data" would be ambiguous.
 func TestSchemasNamedLikeCatalogs(t *testing.T) {
 	d := openTest(t)
-	for _, s := range []string{"temp", "system", "main", "memory", "warehouse"} {
-		b := &warehouse.Batch{Integration: 1, Schema: s, Key: "a", State: warehouse.State{Position: 1},
+	for i, s := range []string{"temp", "system", "main", "memory", "warehouse"} {
+		b := &warehouse.Batch{Integration: int64(i + 1), Schema: s, Key: "a", State: warehouse.State{Position: 1},
 			Tables: []warehouse.Table{
 				{Name: "data", Columns: []warehouse.Column{text("a")}, Rows: [][]any{{"x"}}},
 				{Name: "data__l", Columns: []warehouse.Column{text("_sdc_source_key_a"), text("v")}, Rows: [][]any{{"x", "1"}}},
@@ -180,6 +182,7 @@ func TestSchemasNamedLikeCatalogs(t *testing.T) {
 				t.Fatalf("schema %s: %v", s, err)
 			}
 			b.Tables[0].Columns = append(b.Tables[0].Columns, text("b"))
+			b.Prev, b.State = b.State, warehouse.State{Position: b.State.Position + 1}
 		}
 		cols, err := d.Columns(t.Context(), s, "data")
 		if err != nil || len(cols) != 2 {

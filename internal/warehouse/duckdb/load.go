@@ -78,6 +78,10 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 		}
 	}()
 
+	// The fence first: the stored state must still be what the loader read.
+	if err := d.advanceState(ctx, conn, b); err != nil {
+		return 0, err
+	}
 	tx := &loadTx{conn: conn, catalog: d.catalog, b: b}
 	if err := tx.evolve(ctx); err != nil {
 		return 0, err
@@ -93,13 +97,6 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 			return 0, err
 		}
 		rows += len(b.Tables[i].Rows)
-	}
-	if _, err := conn.ExecContext(ctx, `INSERT INTO `+d.stateTable+` (integration_id, position, sequence, updated_at)
-		VALUES (?, ?::UBIGINT, ?, ?)
-		ON CONFLICT (integration_id) DO UPDATE SET
-			position = excluded.position, sequence = excluded.sequence, updated_at = excluded.updated_at`,
-		b.Integration, strconv.FormatUint(b.State.Position, 10), b.State.Sequence, time.Now().UTC()); err != nil {
-		return 0, fmt.Errorf("store load state: %w", err)
 	}
 	if d.beforeCommit != nil {
 		if err := d.beforeCommit(ctx, conn); err != nil {
@@ -118,6 +115,41 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 	}
 	committed = true
 	return rows, nil
+}
+
+// advanceState moves the integration's stored state from b.Prev to b.State inside
+// the load's transaction, or fails with warehouse.ErrStateMismatch (see
+// warehouse.Batch.Prev) when the stored state is not b.Prev.
+func (d *DB) advanceState(ctx context.Context, conn *sql.Conn, b *warehouse.Batch) error {
+	pos, now := strconv.FormatUint(b.State.Position, 10), time.Now().UTC()
+	var res sql.Result
+	var err error
+	if b.Prev.Position == 0 {
+		res, err = conn.ExecContext(ctx, `INSERT INTO `+d.stateTable+` (integration_id, installation_id, position, sequence, updated_at)
+			VALUES (?, ?, ?::UBIGINT, ?, ?) ON CONFLICT (integration_id) DO NOTHING`,
+			b.Integration, b.State.Installation, pos, b.State.Sequence, now)
+	} else {
+		res, err = conn.ExecContext(ctx, `UPDATE `+d.stateTable+`
+			SET installation_id = ?, position = ?::UBIGINT, sequence = ?, updated_at = ?
+			WHERE integration_id = ? AND coalesce(installation_id, '') = ? AND position = ?::UBIGINT`,
+			b.State.Installation, pos, b.State.Sequence, now,
+			b.Integration, b.Prev.Installation, strconv.FormatUint(b.Prev.Position, 10))
+	}
+	if err != nil {
+		return fmt.Errorf("store load state: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store load state: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	var stored warehouse.State
+	err = conn.QueryRowContext(ctx, `SELECT coalesce(installation_id, ''), position, sequence FROM `+d.stateTable+` WHERE integration_id = ?`,
+		b.Integration).Scan(&stored.Installation, &stored.Position, &stored.Sequence)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store load state: %w", err)
+	}
+	return warehouse.Mismatch(b, stored, err == nil)
 }
 
 // validateBatch catches what would otherwise surface as confusing SQL errors.

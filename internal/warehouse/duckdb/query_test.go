@@ -64,7 +64,7 @@ func TestDatabaseAloneRefusesWrites(t *testing.T) {
 		`ALTER TABLE s.data ADD COLUMN z INT`,
 		`DROP TABLE s.data`,
 		`TRUNCATE s.data`,
-		`INSERT INTO "_hookhouse"."load_state" VALUES (9, 9, 9, now())`,
+		`INSERT INTO "_hookhouse"."load_state" (integration_id, position, sequence, updated_at) VALUES (9, 9, 9, now())`,
 		// enable_external_access = false
 		`COPY s.data TO '` + dir + `/out.csv'`,
 		`ATTACH '` + dir + `/other.duckdb' AS other`,
@@ -245,7 +245,8 @@ func TestQueryDoesNotBlockLoad(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // let the query start
 	for i := range 5 {
-		err := d.Load(t.Context(), &warehouse.Batch{Integration: 1, Schema: "s", State: warehouse.State{Position: uint64(3 + i)},
+		err := d.Load(t.Context(), &warehouse.Batch{Integration: 1, Schema: "s",
+			Prev: warehouse.State{Position: uint64(2 + i)}, State: warehouse.State{Position: uint64(3 + i)},
 			Tables: []warehouse.Table{{Name: "data", Columns: []warehouse.Column{bigint("id"), text("name")},
 				Rows: [][]any{{int64(3 + i), "more"}}}}})
 		if err != nil {
@@ -270,7 +271,8 @@ func TestUpsertWhileSnapshotOpen(t *testing.T) {
 	d := openTest(t)
 	ctx := t.Context()
 	batch := func(seq int64) *warehouse.Batch {
-		return &warehouse.Batch{Integration: 1, Schema: "u", Key: "id", State: warehouse.State{Position: uint64(seq)},
+		return &warehouse.Batch{Integration: 1, Schema: "u", Key: "id",
+			Prev: warehouse.State{Position: uint64(seq - 1)}, State: warehouse.State{Position: uint64(seq)},
 			Tables: []warehouse.Table{{Name: "data", Columns: []warehouse.Column{text("id"), bigint("seq")},
 				Rows: [][]any{{"k", seq}}}}}
 	}

@@ -71,7 +71,8 @@ func BenchmarkLoad(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		pos++
-		mustLoad(b, db, &warehouse.Batch{Integration: 1, Schema: "bench", State: warehouse.State{Position: pos},
+		mustLoad(b, db, &warehouse.Batch{Integration: 1, Schema: "bench",
+			Prev: warehouse.State{Position: pos - 1}, State: warehouse.State{Position: pos},
 			Tables: []warehouse.Table{{Name: "data", Columns: benchColumns, Rows: rows}}})
 	}
 	b.ReportMetric(float64(b.N*benchRows)/b.Elapsed().Seconds(), "rows/s")
@@ -86,7 +87,8 @@ func BenchmarkLoadUpsert(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		pos++
-		mustLoad(b, db, &warehouse.Batch{Integration: 1, Schema: "bench", Key: "user__id", State: warehouse.State{Position: pos},
+		mustLoad(b, db, &warehouse.Batch{Integration: 1, Schema: "bench", Key: "user__id",
+			Prev: warehouse.State{Position: pos - 1}, State: warehouse.State{Position: pos},
 			Tables: []warehouse.Table{{Name: "data", Columns: benchColumns, Rows: rows}}})
 	}
 	b.ReportMetric(float64(b.N*benchRows)/b.Elapsed().Seconds(), "rows/s")

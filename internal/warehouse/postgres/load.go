@@ -152,6 +152,9 @@ func hintFor(err error) string {
 
 func (l *load) run(ctx context.Context) error {
 	b := l.b
+	if err := l.advanceState(ctx); err != nil {
+		return err
+	}
 	// Serialise DDL per schema: concurrent CREATE SCHEMA/TABLE IF NOT EXISTS can
 	// fail in PostgreSQL with a unique violation in the catalog.
 	if len(b.Tables) > 0 {
@@ -190,16 +193,45 @@ func (l *load) run(ctx context.Context) error {
 		}
 	}
 
+	return nil
+}
+
+// advanceState moves the integration's stored state from b.Prev to b.State, or
+// fails with warehouse.ErrStateMismatch (see warehouse.Batch.Prev). It runs first
+// in the transaction: the UPDATE locks the state row, so a second loader of the
+// same integration waits here, then finds the position moved and gives up before
+// writing a row.
+func (l *load) advanceState(ctx context.Context) error {
+	b := l.b
 	state := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
-	_, err = l.tx.Exec(ctx, `INSERT INTO `+state+` (integration_id, position, sequence, updated_at)
-VALUES ($1, $2, $3, now())
-ON CONFLICT (integration_id) DO UPDATE
-SET position = EXCLUDED.position, sequence = EXCLUDED.sequence, updated_at = EXCLUDED.updated_at`,
-		b.Integration, int64(b.State.Position), b.State.Sequence)
+	var tag pgconn.CommandTag
+	var err error
+	if b.Prev.Position == 0 {
+		tag, err = l.tx.Exec(ctx, `INSERT INTO `+state+` (integration_id, installation_id, position, sequence, updated_at)
+VALUES ($1, $2, $3, $4, now()) ON CONFLICT (integration_id) DO NOTHING`,
+			b.Integration, b.State.Installation, int64(b.State.Position), b.State.Sequence)
+	} else {
+		tag, err = l.tx.Exec(ctx, `UPDATE `+state+`
+SET installation_id = $2, position = $3, sequence = $4, updated_at = now()
+WHERE integration_id = $1 AND coalesce(installation_id, '') = $5 AND position = $6`,
+			b.Integration, b.State.Installation, int64(b.State.Position), b.State.Sequence,
+			b.Prev.Installation, int64(b.Prev.Position))
+	}
 	if err != nil {
 		return l.fail("", fmt.Errorf("store load state: %w", err), "")
 	}
-	return nil
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var stored warehouse.State
+	var pos int64
+	err = l.tx.QueryRow(ctx, `SELECT coalesce(installation_id, ''), position, sequence FROM `+state+` WHERE integration_id = $1`,
+		b.Integration).Scan(&stored.Installation, &pos, &stored.Sequence)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return l.fail("", fmt.Errorf("store load state: %w", err), "")
+	}
+	stored.Position = uint64(max(pos, 0))
+	return &LoadError{Integration: b.Integration, Schema: b.Schema, Err: warehouse.Mismatch(b, stored, err == nil)}
 }
 
 // evolve creates missing tables and adds missing columns, in one round trip.

@@ -38,7 +38,8 @@ func TestOutage(t *testing.T) {
 
 	c := []warehouse.Column{col("n", warehouse.BigInt)}
 	batch := func(pos int) *warehouse.Batch {
-		return &warehouse.Batch{Integration: 1, Schema: "s", State: warehouse.State{Position: uint64(pos)},
+		return &warehouse.Batch{Integration: 1, Schema: "s",
+			Prev: warehouse.State{Position: uint64(pos - 1)}, State: warehouse.State{Position: uint64(pos)},
 			Tables: []warehouse.Table{{Name: "data", Columns: c, Rows: [][]any{{int64(pos)}}}}}
 	}
 	mustLoad(t, db, batch(1))

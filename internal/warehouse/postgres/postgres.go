@@ -74,6 +74,24 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
+// migrations create and change hookhouse's own tables, in order; each runs once,
+// recorded in _hookhouse.migrations. Never edit one that has shipped: add the
+// next. The first also fits a warehouse made before migrations were numbered.
+var migrations = []string{
+	1: `CREATE TABLE IF NOT EXISTS "_hookhouse"."load_state" (
+	integration_id bigint PRIMARY KEY,
+	position bigint NOT NULL,
+	sequence bigint NOT NULL,
+	updated_at timestamptz NOT NULL
+)`,
+	// The installation whose log positions the row counts; NULL for rows written
+	// before installations had ids (the loader claims those).
+	2: `ALTER TABLE "_hookhouse"."load_state" ADD COLUMN IF NOT EXISTS installation_id text`,
+}
+
+// ensureStateTable creates hookhouse's schema and applies the migrations it
+// lacks, all in one transaction under an advisory lock, so that two hookhouse
+// processes opening one database at once do not race.
 func (db *DB) ensureStateTable(ctx context.Context) error {
 	var tx pgx.Tx
 	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
@@ -86,22 +104,32 @@ func (db *DB) ensureStateTable(ctx context.Context) error {
 	defer db.pool.release(conn)
 	defer rollback(ctx, tx)
 	schema := pgx.Identifier{warehouse.StateSchema}.Sanitize()
-	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
-	// Two hookhouse processes opening an empty database at once would otherwise
-	// race on CREATE SCHEMA (a unique violation in pg_namespace).
+	applied := pgx.Identifier{warehouse.StateSchema, "migrations"}.Sanitize()
 	sql := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d, %d);
 CREATE SCHEMA IF NOT EXISTS %s;
-CREATE TABLE IF NOT EXISTS %s (
-	integration_id bigint PRIMARY KEY,
-	position bigint NOT NULL,
-	sequence bigint NOT NULL,
-	updated_at timestamptz NOT NULL
-)`, lockClass, schemaLockKey(warehouse.StateSchema), schema, table)
+CREATE TABLE IF NOT EXISTS %s (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)`,
+		lockClass, schemaLockKey(warehouse.StateSchema), schema, applied)
 	if _, err := tx.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("postgres: create %s: %w; the role needs CREATE on the database", table, err)
+		return fmt.Errorf("postgres: create schema %s: %w; the role needs CREATE on the database", schema, err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+applied).Scan(&have); err != nil {
+		return fmt.Errorf("postgres: read applied migrations: %w", err)
+	}
+	latest := len(migrations) - 1
+	if have > latest {
+		return fmt.Errorf("postgres: the warehouse's %s schema is at version %d, newer than this hookhouse knows (%d); run a newer hookhouse", schema, have, latest)
+	}
+	for v := have + 1; v <= latest; v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("postgres: migration %d of %s: %w", v, schema, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+applied+` VALUES ($1, now())`, v); err != nil {
+			return fmt.Errorf("postgres: migration %d of %s: %w", v, schema, err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: create %s: %w", table, err)
+		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
 	}
 	return nil
 }
@@ -127,17 +155,18 @@ func (db *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) 
 	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
 	var state map[int64]warehouse.State
 	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, "SELECT integration_id, position, sequence FROM "+table)
+		rows, err := c.Query(ctx, "SELECT integration_id, coalesce(installation_id, ''), position, sequence FROM "+table)
 		if err != nil {
 			return err
 		}
 		state = map[int64]warehouse.State{}
 		var id, pos, seq int64
-		_, err = pgx.ForEachRow(rows, []any{&id, &pos, &seq}, func() error {
+		var inst string
+		_, err = pgx.ForEachRow(rows, []any{&id, &inst, &pos, &seq}, func() error {
 			if pos < 0 {
 				return fmt.Errorf("integration %d has a negative position %d", id, pos)
 			}
-			state[id] = warehouse.State{Position: uint64(pos), Sequence: seq}
+			state[id] = warehouse.State{Installation: inst, Position: uint64(pos), Sequence: seq}
 			return nil
 		})
 		return err
@@ -175,6 +204,71 @@ func (db *DB) Columns(ctx context.Context, schema, table string) ([]warehouse.Co
 	return out, nil
 }
 
+// Tables returns the tables of schema with their columns.
+func (db *DB) Tables(ctx context.Context, schema string) (map[string][]warehouse.Column, error) {
+	var tables map[string][]pgColumn
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tables, err = tableColumns(ctx, c, schema, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: tables of %s: %w", pgx.Identifier{schema}.Sanitize(), err)
+	}
+	db.pool.release(conn)
+	out := make(map[string][]warehouse.Column, len(tables))
+	for name, cols := range tables {
+		wc := make([]warehouse.Column, len(cols))
+		for i, c := range cols {
+			wc[i] = warehouse.Column{Name: c.name, Type: c.typ}
+		}
+		out[name] = wc
+	}
+	return out, nil
+}
+
+// CountRows counts the rows of schema.table; 0 when it does not exist.
+func (db *DB) CountRows(ctx context.Context, schema, table string) (int64, error) {
+	var n int64
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, table}.Sanitize()).Scan(&n)
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+			return 0, nil // undefined table or schema
+		}
+		return 0, fmt.Errorf("postgres: count rows of %s: %w", pgx.Identifier{schema, table}.Sanitize(), err)
+	}
+	db.pool.release(conn)
+	return n, nil
+}
+
+// Recent returns the newest limit rows of schema.table by orderBy, read in a read-only
+// transaction on hookhouse's own connection (names quoted, no user SQL).
+func (db *DB) Recent(ctx context.Context, schema, table, orderBy string, limit int) (*warehouse.Result, error) {
+	name := pgx.Identifier{schema, table}.Sanitize()
+	var tx pgx.Tx
+	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+		tx, err = c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: recent rows of %s: %w", name, err)
+	}
+	defer db.pool.release(conn)
+	defer rollback(ctx, tx)
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT * FROM %s ORDER BY %s DESC LIMIT %d`,
+		name, pgx.Identifier{orderBy}.Sanitize(), max(limit, 0)))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: recent rows of %s: %w", name, err)
+	}
+	res, err := collect(rows, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: recent rows of %s: %w", name, err)
+	}
+	return res, nil
+}
+
 // pgColumn is a column as the catalog describes it.
 type pgColumn struct {
 	name   string
@@ -186,8 +280,9 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// tableColumns reads the columns of the named relations of schema, in ordinal order.
-// A missing relation has no entry; one without columns has an empty, non-nil slice.
+// tableColumns reads the columns of the named relations of schema (every table of
+// it when tables is nil), in ordinal order. A missing relation has no entry; one
+// without columns has an empty, non-nil slice.
 func tableColumns(ctx context.Context, q querier, schema string, tables []string) (map[string][]pgColumn, error) {
 	// A domain counts as its base type.
 	rows, err := q.Query(ctx, `
@@ -198,7 +293,7 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE n.nspname = $1 AND ($2::text[] IS NULL OR c.relname = ANY($2)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 ORDER BY c.relname, a.attnum`, schema, tables)
 	if err != nil {
 		return nil, err

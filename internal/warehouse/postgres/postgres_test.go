@@ -71,8 +71,16 @@ func rawConn(t testing.TB, dsn string) *pgx.Conn {
 	return conn
 }
 
+// mustLoad loads b, which must succeed; a b without Prev gets the stored state.
 func mustLoad(t testing.TB, db *DB, b *warehouse.Batch) {
 	t.Helper()
+	if b.Prev == (warehouse.State{}) {
+		st, err := db.LoadState(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Prev = st[b.Integration]
+	}
 	if err := db.Load(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +253,8 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), `ALTER TABLE s.data ADD CONSTRAINT no_bad CHECK (a <> 'bad')`); err != nil {
 		t.Fatal(err)
 	}
-	err := db.Load(t.Context(), &warehouse.Batch{Integration: 4, Schema: "s", State: warehouse.State{Position: 2, Sequence: 20},
+	err := db.Load(t.Context(), &warehouse.Batch{Integration: 4, Schema: "s",
+		Prev: warehouse.State{Position: 1, Sequence: 10}, State: warehouse.State{Position: 2, Sequence: 20},
 		Tables: []warehouse.Table{
 			{Name: "data__new", Columns: []warehouse.Column{col("_sdc_source_key_a", warehouse.Text)}, Rows: [][]any{{"x"}}},
 			{Name: "data", Columns: append(base, col("b", warehouse.BigInt)), Rows: [][]any{{"fine", int64(1)}, {"bad", int64(2)}}},
@@ -280,7 +289,8 @@ func TestTypeChangedOutsideHookhouse(t *testing.T) {
 	mustLoad(t, db, &warehouse.Batch{Integration: 1, Schema: "s", State: warehouse.State{Position: 1},
 		Tables: []warehouse.Table{{Name: "data", Columns: c}}})
 	conn.Exec(t.Context(), `ALTER TABLE s.data ALTER COLUMN a TYPE text`)
-	err := db.Load(t.Context(), &warehouse.Batch{Integration: 1, Schema: "s", State: warehouse.State{Position: 2},
+	err := db.Load(t.Context(), &warehouse.Batch{Integration: 1, Schema: "s",
+		Prev: warehouse.State{Position: 1}, State: warehouse.State{Position: 2},
 		Tables: []warehouse.Table{{Name: "data", Columns: c, Rows: [][]any{{int64(1)}}}}})
 	if err == nil || !strings.Contains(err.Error(), `column "a" is text`) || !strings.Contains(err.Error(), "restore its type") {
 		t.Fatalf("Load = %v, want a type mismatch naming the column and a next step", err)

@@ -55,6 +55,9 @@ func Run(t *testing.T, open func(t *testing.T) warehouse.Warehouse) {
 		{"UpsertTextKey", func(t *testing.T, w warehouse.Warehouse) { testUpsert(t, w, warehouse.Text) }},
 		{"QuotesIdentifiers", testQuotesIdentifiers},
 		{"ConcurrentLoads", testConcurrentLoads},
+		{"StateIsFenced", testStateIsFenced},
+		{"TwoLoadersOneWins", testTwoLoadersOneWins},
+		{"KeywordSchemas", testKeywordSchemas},
 		{"QueryResults", testQueryResults},
 		{"QueryIsReadOnly", testQueryIsReadOnly},
 		{"QueryMissingTable", testQueryMissingTable},
@@ -105,11 +108,26 @@ func cols(lists ...[]warehouse.Column) []warehouse.Column {
 	return out
 }
 
+// load loads b, which must succeed. A b without Prev gets the stored state as its
+// Prev, so tests about other things need not track positions.
 func load(t *testing.T, w warehouse.Warehouse, b *warehouse.Batch) {
 	t.Helper()
+	if b.Prev == (warehouse.State{}) {
+		b.Prev = stored(t, w, b.Integration)
+	}
 	if err := w.Load(t.Context(), b); err != nil {
 		t.Fatalf("Load(integration %d, schema %s): %v", b.Integration, b.Schema, err)
 	}
+}
+
+// stored is integration's stored state, the zero State if none.
+func stored(t *testing.T, w warehouse.Warehouse, integration int64) warehouse.State {
+	t.Helper()
+	states, err := w.LoadState(t.Context())
+	if err != nil {
+		t.Fatalf("LoadState: %v", err)
+	}
+	return states[integration]
 }
 
 func query(t *testing.T, w warehouse.Warehouse, sql string, maxRows int) *warehouse.Result {
@@ -380,7 +398,7 @@ func testStateOnlyFromCommittedBatches(t *testing.T, w warehouse.Warehouse) {
 	itemCols := []warehouse.Column{text("_sdc_source_key_id"), bigint("_sdc_level_0_id"), text("value")}
 	batch := func(bad any, badCol warehouse.Column) *warehouse.Batch {
 		rejCols := cols(warehouse.RejectedColumns, []warehouse.Column{badCol})
-		return &warehouse.Batch{Integration: 1, Schema: "s_one", State: warehouse.State{Position: 20, Sequence: 2000},
+		return &warehouse.Batch{Integration: 1, Schema: "s_one", Prev: committed[1], State: warehouse.State{Position: 20, Sequence: 2000},
 			Tables: []warehouse.Table{
 				{Name: "data", Columns: evolved, Rows: [][]any{{"c", int64(1001), "x"}, {"d", int64(1002), nil}}},
 				{Name: "data__items", Columns: itemCols, Rows: [][]any{{"c", int64(0), "i0"}, {"c", int64(1), "i1"}}},
@@ -600,8 +618,12 @@ func testConcurrentLoads(t *testing.T, w warehouse.Warehouse) {
 					tables[0].Columns = wcols
 					tables = append(tables, warehouse.Table{Name: warehouse.RejectedTable, Columns: warehouse.RejectedColumns})
 				}
+				var prev warehouse.State
+				if j > 1 {
+					prev = warehouse.State{Position: uint64(j - 1), Sequence: int64((j-1)*rowsPer + rowsPer - 1)}
+				}
 				err := w.Load(t.Context(), &warehouse.Batch{Integration: int64(i), Schema: schema, Tables: tables,
-					State: warehouse.State{Position: uint64(j), Sequence: int64(j*rowsPer + rowsPer - 1)}})
+					Prev: prev, State: warehouse.State{Position: uint64(j), Sequence: int64(j*rowsPer + rowsPer - 1)}})
 				if err != nil {
 					errs <- fmt.Errorf("integration %d batch %d: %w", i, j, err)
 					return
