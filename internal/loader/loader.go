@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/control"
@@ -85,6 +86,7 @@ type Loader struct {
 	// the log) and the workers return before the warehouse and the log close.
 	hard       context.Context
 	hardCancel context.CancelFunc
+	started    atomic.Bool
 	wg         sync.WaitGroup
 
 	mu      sync.Mutex
@@ -105,11 +107,15 @@ type worker struct {
 	loaded   int64
 	rejected int64
 	lastLoad time.Time
-	counted  bool  // loaded and rejected were read from the warehouse
-	failing  int   // consecutive failures
-	lastErr  error // the last failure while failing > 0
-	failures int64 // every failure so far, for Sync
+	counted  bool          // loaded and rejected were read from the warehouse
+	failing  int           // consecutive failures
+	lastErr  error         // the last failure while failing > 0
+	failures int64         // every failure so far, for Sync
 	progress chan struct{} // closed and replaced whenever the above change
+}
+
+func newWorker(in control.Integration) *worker {
+	return &worker{id: in.ID, in: in, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
 }
 
 // changed wakes whoever waits on w.progress; w.mu must be held.
@@ -148,13 +154,15 @@ func New(log Log, wh warehouse.Warehouse, ctl Integrations, opts Options, logger
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 64 << 20
 	}
-	return &Loader{log: log, wh: wh, ctl: ctl, opts: opts, logger: logger, workers: map[int64]*worker{}}
+	l := &Loader{log: log, wh: wh, ctl: ctl, opts: opts, logger: logger, workers: map[int64]*worker{}}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.hard, l.hardCancel = context.WithCancel(context.Background())
+	return l
 }
 
 // Start runs the supervisor that starts a worker for each integration.
 func (l *Loader) Start() {
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.hard, l.hardCancel = context.WithCancel(context.Background())
+	l.started.Store(true)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -174,9 +182,6 @@ var ErrStillRunning = errors.New("loader: workers are still running")
 // ErrStillRunning; otherwise every worker has returned and nothing touches the
 // warehouse or the log any more.
 func (l *Loader) Close(ctx context.Context) error {
-	if l.cancel == nil {
-		return nil
-	}
 	l.cancel()
 	defer l.hardCancel()
 	done := make(chan struct{})
@@ -237,7 +242,7 @@ func (l *Loader) startWorker(in control.Integration) *worker {
 	if l.ctx.Err() != nil {
 		return nil
 	}
-	w := &worker{id: in.ID, in: in, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
+	w := newWorker(in)
 	l.workers[in.ID] = w
 	l.wg.Add(1)
 	go func() {
@@ -487,7 +492,7 @@ type prepared struct {
 // following batch is returned only if p committed; on any error it is dropped and
 // the caller re-reads the state from the warehouse.
 func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
-	if (l.ctx != nil && l.ctx.Err() != nil) || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+	if l.ctx.Err() != nil || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
 		return nil, l.commitBatch(ctx, w, p)
 	}
 	var (
@@ -625,7 +630,7 @@ func (l *Loader) LastError() (error, time.Time) {
 }
 
 // Running reports whether the loader has been started and not closed.
-func (l *Loader) Running() bool { return l.ctx != nil && l.ctx.Err() == nil }
+func (l *Loader) Running() bool { return l.started.Load() && l.ctx.Err() == nil }
 
 func (l *Loader) setDown(err error) {
 	l.mu.Lock()

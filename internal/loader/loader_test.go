@@ -94,14 +94,12 @@ func TestLoaderRetention(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Young records stay after loading.
+	// Young records stay after loading (and after the trims that follow).
 	if _, err := log.Append(ctx, 1, time.Now(), bodies[:2]); err != nil {
 		t.Fatal(err)
 	}
-	for l.Stats(1).Backlog > 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
+	mustSync(t, l, 1)
+	time.Sleep(100 * time.Millisecond) // several TrimEvery periods
 	recs, _ := log.Read(ctx, 1, 0, 100, 1<<20)
 	if len(recs) != 2 || recs[0].Position != 15 {
 		t.Fatalf("young records: %d in the log, want 2 from position 15", len(recs))
@@ -115,6 +113,16 @@ func TestLoaderRetention(t *testing.T) {
 	}
 }
 
+// mustSync loads everything in the log for integration, within 30 s.
+func mustSync(t testing.TB, l *Loader, integration int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Sync(ctx, integration); err != nil {
+		t.Fatalf("Sync(%d): %v (stats %+v)", integration, err, l.Stats(integration))
+	}
+}
+
 // TestLoaderResumesFromWarehouse: a new loader on the same log and warehouse
 // continues from the stored position, loading nothing twice.
 func TestLoaderResumesFromWarehouse(t *testing.T) {
@@ -123,11 +131,9 @@ func TestLoaderResumesFromWarehouse(t *testing.T) {
 	in := control.Integration{ID: 1, Name: "Stitch Vero", Type: "vero", Schema: "stitch_vero"}
 	bodies := veroSamples(t)
 	run := func() *Loader {
-		l := New(log, wh, fixedIntegrations{in}, Options{BatchWait: 10 * time.Millisecond}, quiet)
+		l := New(log, wh, fixedIntegrations{in}, Options{Installation: "inst", BatchWait: time.Hour}, quiet)
 		l.Start()
-		for l.Stats(1).Backlog > 0 || l.Stats(1).Loaded < l.Stats(1).Received {
-			time.Sleep(10 * time.Millisecond)
-		}
+		mustSync(t, l, 1) // Sync does not wait for BatchWait
 		return l
 	}
 	log.Append(ctx, 1, time.Now(), bodies)
@@ -178,7 +184,7 @@ func BenchmarkLoaderVeroPostgres(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wh, err := postgres.Open(context.Background(), dsn, quiet)
+	wh, err := postgres.Open(context.Background(), dsn, postgres.Options{}, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,8 +194,8 @@ func BenchmarkLoaderVeroPostgres(b *testing.B) {
 
 func benchmarkLoader(b *testing.B, log *state.Pebble, wh warehouse.Warehouse, total int) {
 	in := control.Integration{ID: 1, Name: "Bench", Type: "vero", Schema: "bench"}
-	l := New(log, wh, fixedIntegrations{in}, Options{}, quiet)
-	w := &worker{in: in}
+	l := New(log, wh, fixedIntegrations{in}, Options{Installation: "bench"}, quiet)
+	w := newWorker(in)
 	st, fl, err := l.prepare(w)
 	if err != nil {
 		b.Fatal(err)
@@ -202,7 +208,13 @@ func benchmarkLoader(b *testing.B, log *state.Pebble, wh warehouse.Warehouse, to
 		// As the worker does: commit one batch while flattening the next.
 		if ready == nil {
 			if st.Position >= uint64(total) {
-				st.Position = 0 // read the same records again; rows are appended anew
+				// Read the same records again (rows are appended anew): set the
+				// stored position back to 0, as a reset would.
+				rewound := warehouse.State{Installation: st.Installation, Sequence: st.Sequence}
+				if err := wh.Load(ctx, &warehouse.Batch{Integration: 1, Schema: "bench", Prev: st, State: rewound}); err != nil {
+					b.Fatal(err)
+				}
+				st = rewound
 			}
 			if ready, err = l.prepareBatch(ctx, w, fl, st); err != nil {
 				b.Fatal(err)
@@ -239,7 +251,7 @@ func BenchmarkRawCopyVeroPostgres(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wh, err := postgres.Open(ctx, dsn, quiet)
+	wh, err := postgres.Open(ctx, dsn, postgres.Options{}, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

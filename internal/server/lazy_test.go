@@ -66,8 +66,8 @@ func TestDuckDBReopensAfterFatalError(t *testing.T) {
 			rows[j] = []any{fmt.Sprintf("%d-%d", pos, j), pad()}
 		}
 		return &warehouse.Batch{Integration: 1, Schema: "fill",
-			Prev:  warehouse.State{Position: pos - 1, Sequence: int64(pos - 1)},
-			State: warehouse.State{Position: pos, Sequence: int64(pos)},
+			Prev:   warehouse.State{Position: pos - 1, Sequence: int64(pos - 1)},
+			State:  warehouse.State{Position: pos, Sequence: int64(pos)},
 			Tables: []warehouse.Table{{Name: "data", Columns: cols, Rows: rows}}}
 	}
 

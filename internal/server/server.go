@@ -96,7 +96,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		// A server warehouse may be down at start; accept webhooks meanwhile.
 		lazy := &lazyWarehouse{logger: whLogger, retryEvery: time.Second,
 			open: func(ctx context.Context) (warehouse.Warehouse, error) {
-				return postgres.Open(ctx, cfg.Warehouse, whLogger)
+				return postgres.Open(ctx, cfg.Warehouse, postgres.Options{QueryDSN: cfg.QueryDSN}, whLogger)
 			}}
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := lazy.get(octx)
@@ -108,7 +108,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(),
-		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
+		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics,
 	}, logger.With("component", "loader"))
 	s.loader.Start()

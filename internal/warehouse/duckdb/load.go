@@ -125,9 +125,13 @@ func (d *DB) advanceState(ctx context.Context, conn *sql.Conn, b *warehouse.Batc
 	var res sql.Result
 	var err error
 	if b.Prev.Position == 0 {
-		res, err = conn.ExecContext(ctx, `INSERT INTO `+d.stateTable+` (integration_id, installation_id, position, sequence, updated_at)
-			VALUES (?, ?, ?::UBIGINT, ?, ?) ON CONFLICT (integration_id) DO NOTHING`,
-			b.Integration, b.State.Installation, pos, b.State.Sequence, now)
+		// No state, or one at position 0 (nothing loaded yet) of Prev's installation.
+		res, err = conn.ExecContext(ctx, `INSERT INTO `+d.stateTable+` AS s (integration_id, installation_id, position, sequence, updated_at)
+			VALUES (?, ?, ?::UBIGINT, ?, ?) ON CONFLICT (integration_id) DO UPDATE
+			SET installation_id = excluded.installation_id, position = excluded.position,
+				sequence = excluded.sequence, updated_at = excluded.updated_at
+			WHERE s.position = 0 AND coalesce(s.installation_id, '') = ?`,
+			b.Integration, b.State.Installation, pos, b.State.Sequence, now, b.Prev.Installation)
 	} else {
 		res, err = conn.ExecContext(ctx, `UPDATE `+d.stateTable+`
 			SET installation_id = ?, position = ?::UBIGINT, sequence = ?, updated_at = ?

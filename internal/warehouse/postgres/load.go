@@ -207,9 +207,13 @@ func (l *load) advanceState(ctx context.Context) error {
 	var tag pgconn.CommandTag
 	var err error
 	if b.Prev.Position == 0 {
-		tag, err = l.tx.Exec(ctx, `INSERT INTO `+state+` (integration_id, installation_id, position, sequence, updated_at)
-VALUES ($1, $2, $3, $4, now()) ON CONFLICT (integration_id) DO NOTHING`,
-			b.Integration, b.State.Installation, int64(b.State.Position), b.State.Sequence)
+		// No state, or one at position 0 (nothing loaded yet) of Prev's installation.
+		tag, err = l.tx.Exec(ctx, `INSERT INTO `+state+` AS s (integration_id, installation_id, position, sequence, updated_at)
+VALUES ($1, $2, $3, $4, now()) ON CONFLICT (integration_id) DO UPDATE
+SET installation_id = EXCLUDED.installation_id, position = EXCLUDED.position,
+	sequence = EXCLUDED.sequence, updated_at = EXCLUDED.updated_at
+WHERE s.position = 0 AND coalesce(s.installation_id, '') = $5`,
+			b.Integration, b.State.Installation, int64(b.State.Position), b.State.Sequence, b.Prev.Installation)
 	} else {
 		tag, err = l.tx.Exec(ctx, `UPDATE `+state+`
 SET installation_id = $2, position = $3, sequence = $4, updated_at = now()

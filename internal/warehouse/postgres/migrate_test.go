@@ -25,7 +25,7 @@ INSERT INTO "_hookhouse"."load_state" VALUES (1, 42, 4200, now())`); err != nil 
 		t.Fatal(err)
 	}
 	for range 2 { // and opening an up-to-date database changes nothing
-		db, err := Open(ctx, dsn, testLogger(t))
+		db, err := Open(ctx, dsn, Options{}, testLogger(t))
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -39,7 +39,7 @@ INSERT INTO "_hookhouse"."load_state" VALUES (1, 42, 4200, now())`); err != nil 
 		}
 		db.Close()
 	}
-	db, err := Open(ctx, dsn, testLogger(t))
+	db, err := Open(ctx, dsn, Options{}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

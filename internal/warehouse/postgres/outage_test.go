@@ -30,7 +30,7 @@ func TestOutage(t *testing.T) {
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
-	db, err := Open(ctx, u.String(), testLogger(t))
+	db, err := Open(ctx, u.String(), Options{}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

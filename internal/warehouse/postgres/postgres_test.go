@@ -41,7 +41,7 @@ func openDB(t testing.TB) (*DB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(context.Background(), dsn, testLogger(t))
+	db, err := Open(context.Background(), dsn, Options{}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestConcurrentSchemaCreation(t *testing.T) {
 		errs := make(chan error, 8)
 		for i := range 8 {
 			wg.Go(func() {
-				db, err := Open(t.Context(), dsn, nil) // separate pools: separate sessions
+				db, err := Open(t.Context(), dsn, Options{}, nil) // separate pools: separate sessions
 				if err != nil {
 					errs <- err
 					return
@@ -507,11 +507,11 @@ func TestClosed(t *testing.T) {
 func TestOpenFailsClearly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err := Open(ctx, "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", nil)
+	_, err := Open(ctx, "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", Options{}, nil)
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("Open of an unreachable server = %v", err)
 	}
-	_, err = Open(ctx, "postgres://u:secret@127.0.0.1:bad/db", nil)
+	_, err = Open(ctx, "postgres://u:secret@127.0.0.1:bad/db", Options{}, nil)
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("Open of a bad URL = %v", err)
 	}
@@ -526,12 +526,12 @@ func TestPoolMaxConns(t *testing.T) {
 	q := u.Query()
 	q.Set("pool_max_conns", "zero")
 	u.RawQuery = q.Encode()
-	if _, err := Open(t.Context(), u.String(), nil); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
+	if _, err := Open(t.Context(), u.String(), Options{}, nil); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
 		t.Fatalf("Open with a bad pool_max_conns = %v", err)
 	}
 	q.Set("pool_max_conns", "1")
 	u.RawQuery = q.Encode()
-	db, err := Open(t.Context(), u.String(), nil)
+	db, err := Open(t.Context(), u.String(), Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

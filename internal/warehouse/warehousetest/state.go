@@ -59,6 +59,23 @@ func testStateIsFenced(t *testing.T, w warehouse.Warehouse) {
 	load(t, w, batch(a1, a2, "r2"))
 	wantState(t, w, map[int64]warehouse.State{7: a2})
 
+	// A state set back to position 0 (nothing loaded) continues from Prev
+	// {installation, 0}, and only from that installation.
+	zero := warehouse.State{Installation: "inst-a", Position: 0, Sequence: 20}
+	load(t, w, &warehouse.Batch{Integration: 7, Schema: "fenced", Prev: a2, State: zero})
+	wantState(t, w, map[int64]warehouse.State{7: zero})
+	if err := w.Load(t.Context(), batch(warehouse.State{Installation: "inst-b"}, warehouse.State{Installation: "inst-b", Position: 1}, "x")); !errors.Is(err, warehouse.ErrStateMismatch) {
+		t.Fatalf("another installation continuing a state at 0: %v, want ErrStateMismatch", err)
+	}
+	a3 := warehouse.State{Installation: "inst-a", Position: 1, Sequence: 30}
+	if err := w.Load(t.Context(), batch(zero, a3, "r3")); err != nil {
+		t.Fatalf("continuing from position 0: %v", err)
+	}
+	wantState(t, w, map[int64]warehouse.State{7: a3})
+	if n := count(t, w, "fenced", "data"); n != 3 {
+		t.Fatalf("data has %d rows, want 3", n)
+	}
+
 	// A state without an installation (stored before they existed) is claimed
 	// by the first installation that loads from it.
 	load(t, w, &warehouse.Batch{Integration: 8, Schema: "legacy", Prev: warehouse.State{}, State: warehouse.State{Position: 3, Sequence: 30}})
@@ -67,7 +84,7 @@ func testStateIsFenced(t *testing.T, w warehouse.Warehouse) {
 	}
 	claimed := warehouse.State{Installation: "inst-c", Position: 4, Sequence: 40}
 	load(t, w, &warehouse.Batch{Integration: 8, Schema: "legacy", Prev: warehouse.State{Position: 3, Sequence: 30}, State: claimed})
-	wantState(t, w, map[int64]warehouse.State{7: a2, 8: claimed})
+	wantState(t, w, map[int64]warehouse.State{7: a3, 8: claimed})
 }
 
 // testTwoLoadersOneWins: two loaders commit batches from the same Prev at once
