@@ -36,6 +36,8 @@ type Stats struct {
 	LastLoadedAt    *time.Time `json:"last_loaded_at"`
 	Backlog         int64      `json:"backlog"`
 	LagSeconds      float64    `json:"lag_seconds"`
+	// LoadError says why loading is failing; "" while it works.
+	LoadError string `json:"load_error,omitempty"`
 }
 
 // NewIntegration is the request to create an integration. Schema is derived from Name

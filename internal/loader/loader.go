@@ -91,8 +91,6 @@ type Loader struct {
 
 	mu      sync.Mutex
 	workers map[int64]*worker
-	down    error // last warehouse error, nil when the last attempt worked
-	downAt  time.Time
 }
 
 type worker struct {
@@ -109,6 +107,7 @@ type worker struct {
 	lastLoad time.Time
 	counted  bool          // loaded and rejected were read from the warehouse
 	failing  int           // consecutive failures
+	since    time.Time     // when the current run of failures began
 	lastErr  error         // the last failure while failing > 0
 	failures int64         // every failure so far, for Sync
 	progress chan struct{} // closed and replaced whenever the above change
@@ -313,13 +312,15 @@ func (l *Loader) run(w *worker) {
 	deleted := func() bool { return w.integration().DeletedAt != nil }
 	fails := func(err error, what string) {
 		w.mu.Lock()
+		if w.failing == 0 {
+			w.since = time.Now()
+		}
 		w.failing++
 		w.failures++
 		w.lastErr = err
 		n := w.failing
 		w.changed()
 		w.mu.Unlock()
-		l.setDown(err)
 		if n == 1 || time.Since(lastWarn) > 30*time.Second {
 			msg := what + "; accepted records stay in the log and loading is retried"
 			if errors.Is(err, warehouse.ErrStateMismatch) {
@@ -342,6 +343,12 @@ func (l *Loader) run(w *worker) {
 				backoff = nextBackoff(backoff)
 				sleep(l.ctx, backoff)
 				continue
+			}
+			if l.log.Head(w.id).Position <= st.Position {
+				w.mu.Lock() // nothing left to load: the failure is over
+				w.failing, w.lastErr = 0, nil
+				w.changed()
+				w.mu.Unlock()
 			}
 		}
 		if ready == nil {
@@ -410,7 +417,6 @@ func (l *Loader) run(w *worker) {
 		}
 		backoff = 0
 		st = next
-		l.setDown(nil)
 		if stopping() {
 			return // the open batch is flushed; what is left stays in the log for the next start
 		}
@@ -621,29 +627,39 @@ func (l *Loader) Stats(integration int64) Stats {
 	return s
 }
 
-// LastError reports the last load error and since when loading has failed; nil
-// when the last attempt worked.
+// LastError reports why loading fails and since when, nil while every
+// integration's last attempt worked. Of several failing integrations it names
+// one whose load position is refused (warehouse.ErrStateMismatch) first, then
+// the one failing longest.
 func (l *Loader) LastError() (error, time.Time) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.down, l.downAt
+	workers := make([]*worker, 0, len(l.workers))
+	for _, w := range l.workers {
+		workers = append(workers, w)
+	}
+	l.mu.Unlock()
+	var (
+		worst    error
+		since    time.Time
+		mismatch bool
+	)
+	for _, w := range workers {
+		w.mu.Lock()
+		err, at := w.lastErr, w.since
+		w.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		m := errors.Is(err, warehouse.ErrStateMismatch)
+		if worst == nil || (m && !mismatch) || (m == mismatch && at.Before(since)) {
+			worst, since, mismatch = err, at, m
+		}
+	}
+	return worst, since
 }
 
 // Running reports whether the loader has been started and not closed.
 func (l *Loader) Running() bool { return l.started.Load() && l.ctx.Err() == nil }
-
-func (l *Loader) setDown(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err == nil {
-		l.down = nil
-		return
-	}
-	if l.down == nil {
-		l.downAt = time.Now()
-	}
-	l.down = err
-}
 
 func nextBackoff(d time.Duration) time.Duration {
 	switch {

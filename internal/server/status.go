@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
 // Component states (SPEC §8).
@@ -53,6 +55,10 @@ func (s *Server) Status(ctx context.Context, details bool) Status {
 	switch {
 	case !s.loader.Running():
 		loadc.Status, loadc.Message = Down, "the loader is not running"
+	case errors.Is(lerr, warehouse.ErrStateMismatch):
+		loadc.Status, loadc.Message = Degraded, "loading is refused since "+since.UTC().Format(time.RFC3339)+
+			": the warehouse's load position of an integration belongs to another installation, or is ahead of this log "+
+			"(see the integration's load_error); records wait in the log"
 	case lerr != nil:
 		loadc.Status, loadc.Message = Degraded, "loading has been failing since "+since.UTC().Format(time.RFC3339)+"; records wait in the log"
 	}
