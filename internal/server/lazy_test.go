@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +113,37 @@ func TestDuckDBReopensAfterFatalError(t *testing.T) {
 		t.Fatalf("rows, distinct ids = %s; want %s of each (load state position %d)", got, want, pos)
 	}
 	t.Logf("reopened %d time(s); %d batches, %s rows, each once", wh.reopens, pos, want)
+}
+
+// TestLazyWarehouseDoesNotQueueBehindAConnect: while one caller waits for a slow
+// connect (an unreachable PostgreSQL takes its whole connect timeout), others get
+// an answer at once instead of queueing behind the lock: /status.json must not
+// hang during an outage.
+func TestLazyWarehouseDoesNotQueueBehindAConnect(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	wh := &lazyWarehouse{logger: slog.New(slog.DiscardHandler), retryEvery: time.Millisecond,
+		open: func(ctx context.Context) (warehouse.Warehouse, error) {
+			close(entered)
+			<-release
+			return nil, fmt.Errorf("connect: timeout")
+		}}
+	defer wh.Close()
+	first := make(chan error, 1)
+	go func() { first <- wh.Ping(context.Background()) }()
+	<-entered
+	done := make(chan error, 1)
+	go func() { done <- wh.Ping(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Ping succeeded while the warehouse was being opened")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second caller waited for the first one's connect")
+	}
+	close(release)
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "connect: timeout") {
+		t.Fatalf("first Ping = %v, want the connect error", err)
+	}
 }
