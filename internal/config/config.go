@@ -21,6 +21,7 @@ type Config struct {
 	Listen      string        // HTTP listen address
 	PublicURL   string        // base URL printed in webhook URLs
 	Warehouse   string        // "" = embedded DuckDB; postgres://… = PostgreSQL
+	QueryDSN    string        // PostgreSQL only: who /api/v1/query connects as; "" = a role hookhouse manages
 	MaxBody     int64         // request body limit after gzip decoding
 	BatchSize   int           // records per load batch
 	BatchWait   time.Duration // max age of an open batch
@@ -67,6 +68,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	str(&c.Listen, "listen", "HTTP listen address")
 	str(&c.PublicURL, "public-url", "public base URL used to print webhook URLs")
 	str(&c.Warehouse, "warehouse", "warehouse: empty for embedded DuckDB, or postgres://user@host:5432/db")
+	str(&c.QueryDSN, "query-dsn", "PostgreSQL user for /api/v1/query, e.g. postgres://reader@host:5432/db; it must be able to read only the integration schemas (default: a role hookhouse creates and manages)")
 	maxBody := byteSize(c.MaxBody)
 	fs.Var(&maxBody, "max-body", "request body limit after gzip decoding, e.g. 20MiB (env HOOKHOUSE_MAX_BODY)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "records per load batch (env HOOKHOUSE_BATCH_SIZE)")
@@ -114,6 +116,13 @@ func (c *Config) Validate() error {
 	if c.Warehouse != "" && !strings.HasPrefix(c.Warehouse, "postgres://") && !strings.HasPrefix(c.Warehouse, "postgresql://") {
 		errs = append(errs, errors.New("--warehouse must be empty (embedded DuckDB) or a postgres:// URL"))
 	}
+	if c.QueryDSN != "" {
+		if c.Warehouse == "" {
+			errs = append(errs, errors.New("--query-dsn needs a PostgreSQL --warehouse; the embedded DuckDB has no users"))
+		} else if !strings.HasPrefix(c.QueryDSN, "postgres://") && !strings.HasPrefix(c.QueryDSN, "postgresql://") {
+			errs = append(errs, errors.New("--query-dsn must be a postgres:// URL"))
+		}
+	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1KiB"))
 	}
@@ -149,23 +158,147 @@ func (c *Config) Validate() error {
 // AdminKeyPath is where the admin key is written for the CLI.
 func (c Config) AdminKeyPath() string { return filepath.Join(c.Data, "admin.key") }
 
-// String prints the settings with the warehouse password hidden.
+// String prints the settings with the warehouse passwords hidden.
 func (c Config) String() string {
 	wh := "duckdb " + filepath.Join(c.Data, "warehouse.duckdb")
 	if c.Warehouse != "" {
-		wh = RedactURL(c.Warehouse)
+		wh = RedactDSN(c.Warehouse)
+	}
+	if c.QueryDSN != "" {
+		wh += " query-dsn=" + RedactDSN(c.QueryDSN)
 	}
 	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%d batch=%d/%s retention=%s max-columns=%d",
 		c.Data, c.Listen, c.PublicURL, wh, c.MaxBody, c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns)
 }
 
-// RedactURL hides the password of a URL.
-func RedactURL(s string) string {
+// redacted replaces a secret in a printed DSN.
+const redacted = "xxxxx"
+
+// RedactDSN returns a PostgreSQL connection string fit for a log line: every
+// secret-bearing part replaced by xxxxx, the rest (host, port, user, database,
+// options) kept so the operator can still tell which server is meant. pgx takes
+// secrets in more places than user:password@ (see secretKey), and in two syntaxes:
+// URLs (postgres://…?password=…) and libpq key=value strings (host=h
+// password='a b'). Text that parses as neither is not printed at all.
+func RedactDSN(s string) string {
+	trimmed := strings.TrimSpace(s)
+	lower := strings.ToLower(trimmed)
+	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return redactURL(trimmed)
+	}
+	if out, ok := redactKeyValue(trimmed); ok {
+		return out
+	}
+	return "(unparsable DSN)"
+}
+
+// secretKey reports whether a DSN parameter holds a secret: password and
+// sslpassword (the key file's passphrase) as pgx knows them, and, should a
+// future driver take one, anything named like a password, secret or token. Paths
+// (sslkey, sslcert, passfile) are not secrets: a file's name does not open it.
+func secretKey(key string) bool {
+	k := strings.ToLower(key)
+	for _, s := range []string{"password", "passwd", "pwd", "secret", "token"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactURL hides the password in user:password@ and the value of every secret
+// query parameter, keeping the parameters' order. The fragment is dropped: pgx
+// ignores it, and a mistyped '#' in a password would leave the rest of it there.
+func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
+		// url.Parse quotes the whole input in its error; say nothing of it.
 		return "(unparsable URL)"
 	}
-	return u.Redacted()
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), redacted)
+		}
+	}
+	if u.RawQuery != "" {
+		parts := strings.Split(u.RawQuery, "&")
+		for i, p := range parts {
+			rawKey, _, _ := strings.Cut(p, "=")
+			key, err := url.QueryUnescape(rawKey)
+			if err != nil || secretKey(key) {
+				// A key we cannot read might be one we would hide.
+				parts[i] = rawKey + "=" + redacted
+			}
+		}
+		u.RawQuery = strings.Join(parts, "&")
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+// redactKeyValue rewrites a libpq key=value string (keys separated by spaces,
+// values bare or single-quoted with backslash escapes) with secret values
+// replaced; ok is false when s is not in that form.
+func redactKeyValue(s string) (_ string, ok bool) {
+	var out []string
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+	}
+	for {
+		skipSpace()
+		if i == len(s) {
+			break
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[start:i]
+		skipSpace()
+		if key == "" || i == len(s) || s[i] != '=' {
+			return "", false
+		}
+		i++ // '='
+		skipSpace()
+		vstart := i
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for i < len(s) && s[i] != '\'' {
+				if s[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i >= len(s) {
+				return "", false // unterminated quote
+			}
+			i++ // closing quote
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			i = min(i, len(s))
+		}
+		value := s[vstart:i]
+		if secretKey(key) {
+			value = redacted
+		}
+		out = append(out, key+"="+value)
+	}
+	if len(out) == 0 {
+		return "", false
+	}
+	return strings.Join(out, " "), true
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 func envName(flagName string) string {

@@ -141,7 +141,9 @@ type Warehouse interface {
 	Close() error
 }
 
-// ErrReadOnly is wrapped by Query errors caused by an attempt to write.
+// ErrReadOnly is wrapped by Query errors caused by an attempt to write, or to
+// reach beyond the integration schemas (files, programs, roles, hookhouse's own
+// tables).
 var ErrReadOnly = errors.New("warehouse: query must be read-only")
 
 // ErrStateMismatch is wrapped by Load errors when the stored load state is not

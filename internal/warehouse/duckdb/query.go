@@ -20,8 +20,16 @@ import (
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
+// queryTimeout bounds one user query, as statement_timeout does on PostgreSQL, so
+// a runaway query cannot hold a connection and DuckDB's threads for ever. A
+// variable for tests.
+var queryTimeout = 30 * time.Second
+
+// errQueryTimeout is the cause of a query's own deadline.
+var errQueryTimeout = errors.New("query timeout")
+
 // Query runs one SQL statement read-only and returns at most maxRows rows
-// (maxRows <= 0: no limit).
+// (maxRows <= 0: no limit), within queryTimeout unless ctx ends sooner.
 //
 // Read-only is enforced by DuckDB, in layers:
 //   - the statement runs inside BEGIN TRANSACTION READ ONLY, where DuckDB refuses any
@@ -29,9 +37,13 @@ import (
 //   - DuckDB prepares the text and must find exactly one statement, so a "COMMIT;"
 //     cannot end that transaction before a second statement runs;
 //   - DuckDB classifies the prepared statement and only SELECT (incl. WITH, VALUES,
-//     SHOW, DESCRIBE, PRAGMA of table functions) and EXPLAIN run: statements that act
-//     outside the transaction (ATTACH of an in-memory database, CHECKPOINT, VACUUM,
-//     SET, USE, CREATE TEMP, transaction control) never execute;
+//     SHOW, DESCRIBE, PRAGMA of table functions) and EXPLAIN of a SELECT run:
+//     statements that act outside the transaction (ATTACH of an in-memory
+//     database, CHECKPOINT, VACUUM, SET, USE, CREATE TEMP, transaction control)
+//     never execute, not even under EXPLAIN ANALYZE, which runs what it explains;
+//   - DuckDB's binder says what a SELECT reads (checkReads): only tables outside
+//     hookhouse's own schema, and only table functions that read metadata or
+//     generate rows, so neither _hookhouse nor checkpoint() is reachable;
 //   - the instance is opened without external access and with its configuration
 //     locked (see instanceConfig), so no statement reads or writes files or loads
 //     extensions, and no SET can undo that.
@@ -40,6 +52,8 @@ import (
 // while loads commit. Cancelling ctx interrupts it. With maxRows > 0 a SELECT runs
 // under a LIMIT (see limitedStmt), so a query over a big table costs what it returns.
 func (d *DB) Query(ctx context.Context, query string, maxRows int) (*warehouse.Result, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, queryTimeout, errQueryTimeout)
+	defer cancel()
 	conn, err := d.ro.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: query: %w", err)
@@ -54,42 +68,39 @@ func (d *DB) Query(ctx context.Context, query string, maxRows int) (*warehouse.R
 		res, err = runReadOnly(ctx, dc.(*duckdb.Conn), query, maxRows, true)
 		return err
 	})
-	rctx, cancel := detached(ctx)
-	defer cancel()
+	rctx, rcancel := detached(ctx)
+	defer rcancel()
 	// Fails harmlessly if the statement ended the transaction; the connection is
 	// discarded either way.
 	_, _ = conn.ExecContext(rctx, `ROLLBACK`)
 	if err != nil {
+		if context.Cause(ctx) == errQueryTimeout {
+			err = fmt.Errorf("%w: queries stop after %s", err, queryTimeout)
+		}
 		return nil, fmt.Errorf("duckdb: query: %w", classify(err))
 	}
 	return res, nil
 }
 
 // runReadOnly prepares and runs one statement on c, whose READ ONLY transaction the
-// caller has begun. checkType false skips the statement-type check (tests use it to
+// caller has begun. checkType false skips the statement checks (tests use it to
 // show that the transaction alone refuses writes).
 func runReadOnly(ctx context.Context, c *duckdb.Conn, query string, maxRows int, checkType bool) (*warehouse.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Prepare (unlike PrepareContext) refuses text holding more than one statement.
-	st, err := c.Prepare(query)
+	// DuckDB's C API ends the text at a NUL; what runs must be what was checked.
+	if strings.ContainsRune(query, 0) {
+		return nil, errors.New("the SQL text contains a NUL character")
+	}
+	stmt, err := prepareOne(c, query)
 	if err != nil {
-		if strings.Contains(err.Error(), "multi-statement") {
-			return nil, errors.New("send exactly one SQL statement")
-		}
 		return nil, err
 	}
-	stmt := st.(*duckdb.Stmt)
 	defer stmt.Close()
 	if checkType {
-		typ, err := stmt.StatementType()
-		if err != nil {
+		if err := checkStatement(ctx, c, stmt, query); err != nil {
 			return nil, err
-		}
-		if typ != duckdb.STATEMENT_TYPE_SELECT && typ != duckdb.STATEMENT_TYPE_EXPLAIN {
-			return nil, fmt.Errorf("%w: only SELECT and EXPLAIN statements can run here (this is a %s statement)",
-				warehouse.ErrReadOnly, statementTypeName(typ))
 		}
 	}
 	if maxRows > 0 && checkType {
@@ -131,6 +142,19 @@ func runReadOnly(ctx context.Context, c *duckdb.Conn, query string, maxRows int,
 		res.Rows = append(res.Rows, row)
 	}
 	return res, nil
+}
+
+// prepareOne prepares query, which must be exactly one statement.
+func prepareOne(c *duckdb.Conn, query string) (*duckdb.Stmt, error) {
+	// Prepare (unlike PrepareContext) refuses text holding more than one statement.
+	st, err := c.Prepare(query)
+	if err != nil {
+		if strings.Contains(err.Error(), "multi-statement") {
+			return nil, errors.New("send exactly one SQL statement")
+		}
+		return nil, err
+	}
+	return st.(*duckdb.Stmt), nil
 }
 
 // limitedStmt returns the SELECT orig wrapped in a LIMIT of maxRows+1, or nil if

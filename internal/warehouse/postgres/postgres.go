@@ -23,6 +23,7 @@ import (
 // DB is a PostgreSQL warehouse.
 type DB struct {
 	pool *pool
+	q    *queryAccess // Query's own connections and login (role.go)
 	log  *slog.Logger
 }
 
@@ -38,8 +39,10 @@ const lockClass = 0x68686c64 // "hhld"
 // Open connects to the PostgreSQL database at dsn (a postgres:// URL or key=value
 // string), checks that it answers and creates hookhouse's bookkeeping table
 // "_hookhouse"."load_state" if it is missing. Besides libpq's parameters the URL may
-// set pool_max_conns (default: the larger of 4 and the number of CPUs).
-func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
+// set pool_max_conns (default: the larger of 4 and the number of CPUs). It also
+// sets up the login Query uses (see Options and role.go); when that is not
+// possible, Open still succeeds and only queries are refused.
+func Open(ctx context.Context, dsn string, opts Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -68,6 +71,10 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 	}
 	db := &DB{pool: newPool(cfg, maxConns), log: logger}
 	if err := db.ensureStateTable(ctx); err != nil {
+		db.pool.close()
+		return nil, err
+	}
+	if db.q, err = newQueryAccess(ctx, cfg, db.pool, opts, logger); err != nil {
 		db.pool.close()
 		return nil, err
 	}
@@ -146,6 +153,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the connections: idle ones now, busy ones when their call ends.
 func (db *DB) Close() error {
+	db.q.close()
 	db.pool.close()
 	return nil
 }

@@ -23,25 +23,48 @@ const queryTimeout = 30 * time.Second
 
 const cursorName = "hookhouse_query"
 
-// Query runs sql in a read-only transaction that is always rolled back, and returns
-// at most maxRows rows (all of them when maxRows <= 0). PostgreSQL refuses writes
-// (SQLSTATE 25006); such an error wraps warehouse.ErrReadOnly. sql must be a single
-// statement: it is sent with the extended protocol, which refuses several, so
-// nothing can COMMIT its way out and then write.
+// Query runs sql and returns at most maxRows rows (all of them when maxRows <= 0).
+//
+// What keeps it to reading the integration schemas, in layers:
+//   - it runs on connections of its own, logged in as a user that may only SELECT
+//     the integration schemas (see queryAccess in role.go): not a superuser, a
+//     member of no predefined role, no USAGE on _hookhouse. So pg_read_file,
+//     pg_ls_dir, lo_import, COPY to or from files and programs, signalling other
+//     sessions and SET ROLE / SET SESSION AUTHORIZATION to a stronger user fail
+//     for want of privilege (SQLSTATE 42501), whatever the warehouse URL's user;
+//   - in a transaction that is READ ONLY and always rolled back, so writes fail
+//     (25006) even where the user has the privilege (a --query-dsn user with too
+//     many grants);
+//   - sql must be one statement: it is sent with the extended protocol, which
+//     refuses several, so nothing can COMMIT its way out and then write;
+//   - a statement PostgreSQL describes as returning no rows (SET, RESET, COMMIT,
+//     DO, LOAD, COPY, LISTEN, PREPARE, CHECKPOINT, …) is refused before it runs:
+//     the endpoint answers rows, and such statements only change the session.
+//
+// Refusals for want of privilege (42501), by the read-only transaction (25006)
+// and of statements without rows wrap warehouse.ErrReadOnly; several statements
+// fail as a syntax error. statement_timeout stops a query after queryTimeout.
 func (db *DB) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Result, error) {
 	if maxRows <= 0 || maxRows >= math.MaxInt32 {
 		maxRows = 0 // no limit
 	}
+	qpool, err := db.q.ready(ctx, db.pool)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: query: %w", err)
+	}
 	var tx pgx.Tx
-	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) (err error) {
+	conn, err := qpool.conn(ctx, func(c *pgx.Conn) (err error) {
+		if err := db.q.syncGrants(ctx, c, db.pool); err != nil {
+			return err
+		}
 		tx, err = begin(ctx, c)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: query: %w", err)
+		return nil, fmt.Errorf("postgres: query: %w", db.q.loginHint(err))
 	}
 	// A connection left inside a transaction is closed, not reused, on release.
-	defer db.pool.release(conn)
+	defer qpool.release(conn)
 
 	res, err := queryCursor(ctx, conn, tx, sql, maxRows)
 	var pgErr *pgconn.PgError
@@ -53,13 +76,23 @@ func (db *DB) Query(ctx context.Context, sql string, maxRows int) (*warehouse.Re
 		}
 	}
 	if err != nil {
-		if errors.As(err, &pgErr) && pgErr.Code == "25006" {
-			return nil, fmt.Errorf("postgres: query: %w: %s", warehouse.ErrReadOnly, pgErr.Message)
+		if errors.As(err, &pgErr) {
+			switch pgErr.Code {
+			case "25006": // read_only_sql_transaction
+				return nil, fmt.Errorf("postgres: query: %w: %s", warehouse.ErrReadOnly, pgErr.Message)
+			case "42501": // insufficient_privilege
+				return nil, fmt.Errorf("postgres: query: %w: queries may only read the integration schemas: %s",
+					warehouse.ErrReadOnly, pgErr.Message)
+			}
 		}
 		return nil, fmt.Errorf("postgres: query: %w", err)
 	}
 	return res, nil
 }
+
+// errNoRows refuses a statement that returns no rows (see Query).
+var errNoRows = fmt.Errorf("%w: only statements that return rows (SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN) can run here",
+	warehouse.ErrReadOnly)
 
 // begin starts the read-only transaction with its statement timeout.
 func begin(ctx context.Context, conn *pgx.Conn) (pgx.Tx, error) {
@@ -113,6 +146,15 @@ func queryCursor(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, sql string, max
 
 func queryDirect(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, sql string, maxRows int) (*warehouse.Result, error) {
 	defer end(ctx, conn, tx)
+	// Parse and describe without running: a statement without a result
+	// description only changes the session or the server (see Query).
+	sd, err := conn.PgConn().Prepare(ctx, "", sql, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(sd.Fields) == 0 {
+		return nil, errNoRows
+	}
 	// DescribeExec: extended protocol with an unnamed statement, never cached.
 	rows, err := tx.Query(ctx, sql, pgx.QueryExecModeDescribeExec)
 	if err != nil {

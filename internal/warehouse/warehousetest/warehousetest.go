@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) warehouse.Warehouse) {
 		{"QueryResults", testQueryResults},
 		{"QueryIsReadOnly", testQueryIsReadOnly},
 		{"QueryMissingTable", testQueryMissingTable},
+		{"HostileQueries", testHostileQueries},
 		{"Ping", func(t *testing.T, w warehouse.Warehouse) {
 			if err := w.Ping(t.Context()); err != nil {
 				t.Fatalf("Ping: %v", err)
