@@ -868,6 +868,8 @@ func (f *Flattener) reject(r *rejection, record string) {
 // knows of the schema (columns created by this batch count as existing
 // afterwards). The order is "data", then subtables in order of first
 // appearance, then "_sdc_rejected"; only tables with rows or new columns come.
+// "_sdc_rejected" comes with the first batch even when empty, so that it exists
+// (and can be queried) from the start.
 // Every row's _sdc_batched_at (and _sdc_rejected_at) is batchedAt. loaded counts
 // the records that became a data row, rejected those sent to _sdc_rejected.
 func (f *Flattener) Take(batchedAt time.Time) (tables []warehouse.Table, loaded, rejected int) {
@@ -898,7 +900,7 @@ func (f *Flattener) Take(batchedAt time.Time) (tables []warehouse.Table, loaded,
 		t.taken = len(t.cols)
 		t.rows, t.rowRec = nil, t.rowRec[:0]
 	}
-	if r := &f.rej; len(r.rows) > 0 || (r.live && len(r.cols) > r.taken) {
+	if r := &f.rej; len(r.rows) > 0 || len(r.cols) > r.taken {
 		for _, row := range r.rows {
 			row[r.index[0]] = at
 		}

@@ -270,7 +270,7 @@ func TestVeroGolden(t *testing.T) {
 		t.Errorf("tables differ from %s (go test -run TestVeroGolden -update rewrites it after review):\n%s", golden, diffLines(string(want), got))
 	}
 
-	if want := []string{"data", "data__changes___tags__add", "data__changes___tags__remove"}; strings.Join(tableNames(tables), " ") != strings.Join(want, " ") {
+	if want := []string{"data", "data__changes___tags__add", "data__changes___tags__remove", warehouse.RejectedTable}; strings.Join(tableNames(tables), " ") != strings.Join(want, " ") {
 		t.Errorf("tables %v, want %v", tableNames(tables), want)
 	}
 	data := mustTable(t, tables, "data")
@@ -642,7 +642,8 @@ func TestEmptyAndNull(t *testing.T) {
 	if loaded != 3 {
 		t.Fatalf("loaded %d", loaded)
 	}
-	if got := tableNames(tables); len(got) != 1 {
+	// _sdc_rejected comes with the first batch, empty.
+	if got := tableNames(tables); len(got) != 2 || len(mustTable(t, tables, warehouse.RejectedTable).Rows) != 0 {
 		t.Errorf("tables %v: empty objects, empty arrays and null elements make no table", got)
 	}
 	data := mustTable(t, tables, "data")
@@ -683,7 +684,7 @@ func TestArrays(t *testing.T) {
 		t.Fatalf("loaded %d rejected %d: %v", loaded, rejected, rejectedReasons(tables))
 	}
 	// Subtables come in order of first appearance, breadth first.
-	wantTables := "data data__tags data__items data__items__opts data__items__meta__codes data__grid__value data__grid__value__value"
+	wantTables := "data data__tags data__items data__items__opts data__items__meta__codes data__grid__value data__grid__value__value _sdc_rejected"
 	if got := strings.Join(tableNames(tables), " "); got != wantTables {
 		t.Fatalf("tables %q, want %q", got, wantTables)
 	}

@@ -460,6 +460,9 @@ func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
 	}
 	w.mu.Lock()
 	w.position, w.known = st.Position, true
+	if w.lastLoad.IsZero() && st.Position > 0 {
+		w.lastLoad = st.LoadedAt // the last commit before this start
+	}
 	w.changed()
 	w.mu.Unlock()
 	existing, err := l.wh.Tables(ctx, in.Schema)

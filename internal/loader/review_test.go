@@ -419,3 +419,35 @@ func TestCloseCancelsLoadsAtTheDeadline(t *testing.T) {
 	wh.Close()
 	log.Close()
 }
+
+// TestRestartKeepsLoadStats: after a restart an idle integration still shows when
+// it last loaded (from the warehouse's load state), and its _sdc_rejected table
+// exists from the first batch on, before anything was rejected.
+func TestRestartKeepsLoadStats(t *testing.T) {
+	log, wh := openLogAndWarehouse(t)
+	ctx := t.Context()
+	in := control.Integration{ID: 1, Name: "a", Type: "vero", Schema: "a"}
+	if _, err := log.Append(ctx, 1, time.Now(), veroSamples(t)[:2]); err != nil {
+		t.Fatal(err)
+	}
+	l := New(log, wh, fixedIntegrations{in}, Options{Installation: "inst", BatchWait: time.Hour}, quiet)
+	l.Start()
+	mustSync(t, l, 1)
+	before := l.Stats(1).LastLoadedAt
+	l.Close(ctx)
+	if n, err := wh.CountRows(ctx, "a", warehouse.RejectedTable); err != nil || n != 0 {
+		t.Fatalf("CountRows(a._sdc_rejected) = %d, %v", n, err)
+	}
+	if res, err := wh.Query(ctx, `SELECT count(*) FROM a._sdc_rejected`, 1); err != nil || fmt.Sprint(res.Rows[0][0]) != "0" {
+		t.Fatalf("querying a._sdc_rejected before any rejection: %v, %v", res, err)
+	}
+
+	l = New(log, wh, fixedIntegrations{in}, Options{Installation: "inst", BatchWait: time.Hour}, quiet)
+	l.Start()
+	defer l.Close(ctx)
+	mustSync(t, l, 1)
+	s := l.Stats(1)
+	if s.LastLoadedAt.IsZero() || s.LastLoadedAt.Sub(before).Abs() > time.Second || s.Loaded != 2 {
+		t.Fatalf("after a restart: stats %+v, want 2 loaded, last at %v", s, before)
+	}
+}

@@ -98,6 +98,14 @@ type State struct {
 	Installation string
 	Position     uint64 // last log position loaded (0: nothing yet)
 	Sequence     int64  // last _sdc_sequence handed out (0: none yet)
+	// LoadedAt is when the state was stored (LoadState sets it; Load ignores
+	// it and stores the time of its commit).
+	LoadedAt time.Time
+}
+
+// Same reports whether s and o are the same state, apart from LoadedAt.
+func (s State) Same(o State) bool {
+	return s.Installation == o.Installation && s.Position == o.Position && s.Sequence == o.Sequence
 }
 
 // Result is the answer of a read-only query. Values are JSON-friendly: string,

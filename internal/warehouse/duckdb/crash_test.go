@@ -41,7 +41,7 @@ func TestCrashBeforeCommit(t *testing.T) {
 		t.Errorf("Columns = %v, %v; the column added by the killed batch must not exist", cols, err)
 	}
 	st, err := d.LoadState(t.Context())
-	if err != nil || st[1] != (warehouse.State{Position: 3, Sequence: 3}) {
+	if err != nil || !st[1].Same(warehouse.State{Position: 3, Sequence: 3}) {
 		t.Errorf("LoadState = %v, %v; want position 3", st, err)
 	}
 }

@@ -288,7 +288,7 @@ func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	if err != nil || !exists {
 		return states, err
 	}
-	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, coalesce(installation_id, ''), position, sequence FROM `+d.stateTable)
+	rows, err := d.rw.QueryContext(ctx, `SELECT integration_id, coalesce(installation_id, ''), position, sequence, updated_at FROM `+d.stateTable)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: read load state: %w", err)
 	}
@@ -296,7 +296,7 @@ func (d *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) {
 	for rows.Next() {
 		var id int64
 		var s warehouse.State
-		if err := rows.Scan(&id, &s.Installation, &s.Position, &s.Sequence); err != nil {
+		if err := rows.Scan(&id, &s.Installation, &s.Position, &s.Sequence, &s.LoadedAt); err != nil {
 			return nil, fmt.Errorf("duckdb: read load state: %w", err)
 		}
 		states[id] = s

@@ -84,7 +84,7 @@ func TestAppenderRowsRollBack(t *testing.T) {
 	assertCount(t, d, "atom.data", 2)
 	assertCount(t, d, "atom.data__sub", 1)
 	st, err := d.LoadState(ctx)
-	if err != nil || st[1] != (warehouse.State{Position: 1, Sequence: 1}) {
+	if err != nil || !st[1].Same(warehouse.State{Position: 1, Sequence: 1}) {
 		t.Errorf("LoadState = %v, %v; want position 1", st, err)
 	}
 	// The connection used by the failed load is usable again.
@@ -117,7 +117,7 @@ func TestLoadSurvivesReopen(t *testing.T) {
 	defer d.Close()
 	assertCount(t, d, "keep.data", 2)
 	st, err := d.LoadState(ctx)
-	if err != nil || st[4] != (warehouse.State{Position: 1 << 63, Sequence: 3}) {
+	if err != nil || !st[4].Same(warehouse.State{Position: 1 << 63, Sequence: 3}) {
 		t.Errorf("LoadState after reopen = %v, %v", st, err)
 	}
 }

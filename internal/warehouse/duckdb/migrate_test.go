@@ -37,7 +37,7 @@ func TestMigratesWarehouseFromBeforeMigrations(t *testing.T) {
 			t.Fatalf("Open: %v", err)
 		}
 		st, err := d.LoadState(ctx)
-		if err != nil || st[1] != (warehouse.State{Position: 42, Sequence: 4200}) {
+		if err != nil || !st[1].Same(warehouse.State{Position: 42, Sequence: 4200}) {
 			t.Fatalf("LoadState = %v, %v; want position 42 with no installation", st, err)
 		}
 		var versions int
@@ -55,7 +55,7 @@ func TestMigratesWarehouseFromBeforeMigrations(t *testing.T) {
 	if err := d.Load(ctx, &warehouse.Batch{Integration: 1, Schema: "s", Prev: warehouse.State{Position: 42, Sequence: 4200}, State: claimed}); err != nil {
 		t.Fatalf("claiming the old state: %v", err)
 	}
-	if st, err := d.LoadState(ctx); err != nil || st[1] != claimed {
+	if st, err := d.LoadState(ctx); err != nil || !st[1].Same(claimed) {
 		t.Fatalf("LoadState = %v, %v; want %v", st, err, claimed)
 	}
 }

@@ -30,7 +30,7 @@ INSERT INTO "_hookhouse"."load_state" VALUES (1, 42, 4200, now())`); err != nil 
 			t.Fatalf("Open: %v", err)
 		}
 		st, err := db.LoadState(ctx)
-		if err != nil || st[1] != (warehouse.State{Position: 42, Sequence: 4200}) {
+		if err != nil || !st[1].Same(warehouse.State{Position: 42, Sequence: 4200}) {
 			t.Fatalf("LoadState = %v, %v; want position 42 with no installation", st, err)
 		}
 		var versions int
@@ -48,7 +48,7 @@ INSERT INTO "_hookhouse"."load_state" VALUES (1, 42, 4200, now())`); err != nil 
 	if err := db.Load(ctx, &warehouse.Batch{Integration: 1, Schema: "s", Prev: warehouse.State{Position: 42, Sequence: 4200}, State: claimed}); err != nil {
 		t.Fatalf("claiming the old state: %v", err)
 	}
-	if st, err := db.LoadState(ctx); err != nil || st[1] != claimed {
+	if st, err := db.LoadState(ctx); err != nil || !st[1].Same(claimed) {
 		t.Fatalf("LoadState = %v, %v; want %v", st, err, claimed)
 	}
 }

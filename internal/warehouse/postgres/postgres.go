@@ -163,18 +163,19 @@ func (db *DB) LoadState(ctx context.Context) (map[int64]warehouse.State, error) 
 	table := pgx.Identifier{warehouse.StateSchema, warehouse.StateTable}.Sanitize()
 	var state map[int64]warehouse.State
 	conn, err := db.pool.conn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, "SELECT integration_id, coalesce(installation_id, ''), position, sequence FROM "+table)
+		rows, err := c.Query(ctx, "SELECT integration_id, coalesce(installation_id, ''), position, sequence, updated_at FROM "+table)
 		if err != nil {
 			return err
 		}
 		state = map[int64]warehouse.State{}
 		var id, pos, seq int64
 		var inst string
-		_, err = pgx.ForEachRow(rows, []any{&id, &inst, &pos, &seq}, func() error {
+		var at time.Time
+		_, err = pgx.ForEachRow(rows, []any{&id, &inst, &pos, &seq, &at}, func() error {
 			if pos < 0 {
 				return fmt.Errorf("integration %d has a negative position %d", id, pos)
 			}
-			state[id] = warehouse.State{Installation: inst, Position: uint64(pos), Sequence: seq}
+			state[id] = warehouse.State{Installation: inst, Position: uint64(pos), Sequence: seq, LoadedAt: at.UTC()}
 			return nil
 		})
 		return err

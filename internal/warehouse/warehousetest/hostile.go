@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -170,7 +169,7 @@ func testHostileQueries(t *testing.T, w warehouse.Warehouse) {
 	wantRows(t, w, `SELECT id, name FROM hostile.data ORDER BY id`, append(rows, []any{int64(3), "three"}))
 	wantRows(t, w, `SELECT _sdc_source_key_id, value FROM hostile.data__tags`, [][]any{{int64(3), "t"}})
 	wantRows(t, w, `SELECT id, name FROM hostile_later.data`, [][]any{{int64(9), "nine"}})
-	if got, err := w.LoadState(t.Context()); err != nil || !reflect.DeepEqual(got[1], next) {
+	if got, err := w.LoadState(t.Context()); err != nil || !got[1].Same(next) {
 		t.Errorf("LoadState after the hostile queries = %v, %v; want integration 1 at %v", got, err, next)
 	}
 }

@@ -212,6 +212,14 @@ func wantState(t *testing.T, w warehouse.Warehouse, want map[int64]warehouse.Sta
 	if got == nil {
 		t.Fatal("LoadState returned a nil map")
 	}
+	// LoadedAt is the time of the commit: recent, then left out of the comparison.
+	for id, st := range got {
+		if age := time.Since(st.LoadedAt); age < -time.Minute || age > 10*time.Minute {
+			t.Errorf("LoadState: integration %d was stored at %v, not just now", id, st.LoadedAt)
+		}
+		st.LoadedAt = time.Time{}
+		got[id] = st
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("LoadState:\ngot:  %v\nwant: %v", got, want)
 	}
