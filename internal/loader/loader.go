@@ -516,7 +516,9 @@ func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, 
 	err := l.commitBatch(ctx, w, p)
 	<-done
 	if err != nil || nextErr != nil {
-		return nil, err // a failed prepare is simply redone after this commit
+		// Either way the flattener may hold part of a batch: the error makes the
+		// worker drop it and re-read the state, which includes p if it committed.
+		return nil, errors.Join(err, nextErr)
 	}
 	return next, nil
 }
@@ -531,7 +533,15 @@ func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st 
 	p := &prepared{start: time.Now(), records: len(recs)}
 	next := st
 	next.Installation = l.opts.Installation
-	for _, r := range recs {
+	for i, r := range recs {
+		// Flattening never blocks, so it checks ctx itself (a shutdown's hard stop).
+		if i%1024 == 1023 {
+			if err := ctx.Err(); err != nil {
+				// fl now holds part of a batch: the caller must drop it (any
+				// error makes the worker re-read the warehouse and start anew).
+				return nil, err
+			}
+		}
 		if r.Position != next.Position+1 {
 			return nil, fmt.Errorf("loader: log of integration %d jumps from position %d to %d: records were removed before they were loaded", in.ID, next.Position, r.Position)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,12 +48,18 @@ type Pebble struct {
 	dir    string
 	logger *slog.Logger
 	opts   Options
+	// minFree is opts.MinFreeBytes; atomic so that a test can move the reserve
+	// while the probe goroutine reads it.
+	minFree atomic.Int64
 
 	appends chan *appendReq
-	stop    chan struct{}
-	done    chan struct{}
+	stop    chan struct{} // closed by Close: the writer and the prober return
+	done    chan struct{} // closed when the writer has returned
 
-	closing  sync.RWMutex // held for reading while queuing an append
+	// closing is held for reading by every call that uses db (and while
+	// queuing an append), and for writing by Close to set isClosed: once Close
+	// has it, no call is using db and every later one returns ErrClosed.
+	closing  sync.RWMutex
 	isClosed bool
 
 	mu      sync.Mutex
@@ -63,6 +70,15 @@ type Pebble struct {
 	freeMu      sync.Mutex
 	freeChecked time.Time
 	freeBytes   int64
+
+	// Writable answers from the last probe; see Writable and probeLoop.
+	probeMu   sync.Mutex
+	probeErr  error
+	probeAt   time.Time     // when probeErr was measured; zero before the first probe
+	probed    chan struct{} // closed and replaced when a probe finishes
+	probeWake chan struct{} // buffered 1: asks probeLoop for a fresh probe
+	probeDone chan struct{} // closed when probeLoop has returned
+	probes    atomic.Int64  // probe writes made (tests check the rate)
 }
 
 type appendReq struct {
@@ -102,12 +118,18 @@ func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) 
 		done:    make(chan struct{}),
 		heads:   map[int64]Head{},
 		changed: make(chan struct{}),
+
+		probed:    make(chan struct{}),
+		probeWake: make(chan struct{}, 1),
+		probeDone: make(chan struct{}),
 	}
+	p.minFree.Store(opts.MinFreeBytes)
 	if err := p.loadHeads(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	go p.writeLoop()
+	go p.probeLoop()
 	return p, nil
 }
 
@@ -277,7 +299,7 @@ const (
 
 // checkSpace refuses appends when the disk is nearly full. Far from the reserve
 // Statfs is cached for 250 ms so the check costs nothing per request.
-func (p *Pebble) checkSpace(need int64) error { return p.reserve(need, p.opts.MinFreeBytes) }
+func (p *Pebble) checkSpace(need int64) error { return p.reserve(need, p.minFree.Load()) }
 
 // reserve returns ErrNoSpace unless need bytes fit on the disk leaving keep free.
 func (p *Pebble) reserve(need, keep int64) error {
@@ -296,6 +318,21 @@ func (p *Pebble) reserve(need, keep int64) error {
 	p.freeBytes -= need
 	return nil
 }
+
+// enter is called by every method that uses db: it returns ErrClosed once
+// Close has begun, and otherwise keeps Close from closing db until leave.
+// Between the two a method must not call another that enters: a read lock
+// taken again while Close waits for the write lock deadlocks.
+func (p *Pebble) enter() error {
+	p.closing.RLock()
+	if p.isClosed {
+		p.closing.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (p *Pebble) leave() { p.closing.RUnlock() }
 
 // Heads returns a copy of every integration's head.
 func (p *Pebble) Heads() map[int64]Head {
@@ -328,6 +365,10 @@ func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer p.leave()
 	it, err := p.db.NewIter(&pebble.IterOptions{
 		LowerBound: logKey(integration, after+1),
 		UpperBound: logKey(integration+1, 0),
@@ -362,6 +403,10 @@ func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max,
 // Trim removes records of integration at or below upTo that were received before
 // cutoff. It returns how many positions it removed.
 func (p *Pebble) Trim(integration int64, upTo uint64, cutoff time.Time) (uint64, error) {
+	if err := p.enter(); err != nil {
+		return 0, err
+	}
+	defer p.leave()
 	it, err := p.db.NewIter(&pebble.IterOptions{
 		LowerBound: logKey(integration, 0),
 		UpperBound: logKey(integration, upTo+1),
@@ -396,7 +441,9 @@ func (p *Pebble) Trim(integration int64, upTo uint64, cutoff time.Time) (uint64,
 	return end - first, nil
 }
 
-// Close stops the writer (failing queued appends with ErrClosed) and closes Pebble.
+// Close stops the writer (failing queued appends with ErrClosed) and the prober,
+// waits for calls in progress, and closes Pebble. Calls made during or after
+// Close return ErrClosed.
 func (p *Pebble) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -410,19 +457,92 @@ func (p *Pebble) Close() error {
 	p.closing.Unlock()
 	close(p.stop)
 	<-p.done
+	<-p.probeDone
 	return p.db.Close()
 }
 
-// Writable reports whether a small synced write succeeds (for /readyz).
+const (
+	// probeEvery: a probe result is reused this long, so however often
+	// /readyz and /status.json are asked (without authentication), the log
+	// takes at most one probe write a second.
+	probeEvery = time.Second
+	// probeWait bounds how long Writable waits for a fresh probe. A free-space
+	// check and an unsynced write take microseconds; one slower than this
+	// means the log is stalled, which is itself not writable.
+	probeWait = time.Second
+)
+
+var errProbeSlow = fmt.Errorf("state: the log's write probe has not finished in %s", probeWait)
+
+// Writable reports whether the log can take writes, for /readyz and /status:
+// enough free disk for appends and a small unsynced write that succeeds. The
+// answer is at most probeEvery old: a call that finds it older asks probeLoop
+// for a new one and waits for it (up to probeWait), so concurrent calls share
+// one probe and a call after a quiet spell does not get a stale answer.
 func (p *Pebble) Writable() error {
-	if err := p.checkSpace(0); err != nil {
+	if err := p.enter(); err != nil {
 		return err
 	}
-	return p.db.Set(controlKey("probe"), []byte(time.Now().UTC().Format(time.RFC3339)), pebble.NoSync)
+	p.leave() // the probe runs in probeLoop, which Close waits for
+	p.probeMu.Lock()
+	err, fresh, probed := p.probeErr, time.Since(p.probeAt) < probeEvery, p.probed
+	p.probeMu.Unlock()
+	if fresh {
+		return err
+	}
+	select {
+	case p.probeWake <- struct{}{}:
+	default: // a wake is already pending
+	}
+	t := time.NewTimer(probeWait)
+	defer t.Stop()
+	select {
+	case <-probed:
+		p.probeMu.Lock()
+		defer p.probeMu.Unlock()
+		return p.probeErr
+	case <-p.stop:
+		return ErrClosed
+	case <-t.C:
+		return errProbeSlow
+	}
+}
+
+// probeLoop makes the probes Writable asks for, one at a time, and none while
+// nobody asks.
+func (p *Pebble) probeLoop() {
+	defer close(p.probeDone)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.probeWake:
+		}
+		p.probeMu.Lock()
+		fresh := time.Since(p.probeAt) < probeEvery
+		p.probeMu.Unlock()
+		if fresh {
+			continue // woken during the probe that just finished
+		}
+		err := p.checkSpace(0)
+		if err == nil {
+			p.probes.Add(1)
+			err = p.db.Set(controlKey("probe"), []byte(time.Now().UTC().Format(time.RFC3339)), pebble.NoSync)
+		}
+		p.probeMu.Lock()
+		p.probeErr, p.probeAt = err, time.Now()
+		close(p.probed)
+		p.probed = make(chan struct{})
+		p.probeMu.Unlock()
+	}
 }
 
 // Get reads a control value.
 func (p *Pebble) Get(key string) ([]byte, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer p.leave()
 	v, c, err := p.db.Get(controlKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -440,6 +560,10 @@ func (p *Pebble) Put(kvs map[string][]byte) error {
 	for k, v := range kvs {
 		size += len(k) + len(v) + 16
 	}
+	if err := p.enter(); err != nil {
+		return err
+	}
+	defer p.leave()
 	if err := p.reserve(int64(size), minFreeControl); err != nil {
 		return fmt.Errorf("state: write control data: %w", err)
 	}
@@ -458,8 +582,13 @@ func (p *Pebble) Put(kvs map[string][]byte) error {
 	return nil
 }
 
-// Scan calls fn for every control key with the prefix, in key order.
+// Scan calls fn for every control key with the prefix, in key order. fn must
+// not call the Pebble (see enter).
 func (p *Pebble) Scan(prefix string, fn func(key string, value []byte) error) error {
+	if err := p.enter(); err != nil {
+		return err
+	}
+	defer p.leave()
 	lo := controlKey(prefix)
 	hi := append(bytes.Clone(lo), 0xff)
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

@@ -2,10 +2,13 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -123,12 +126,12 @@ func TestTrim(t *testing.T) {
 
 func TestAppendRefusedWhenClosedOrFull(t *testing.T) {
 	p := openTest(t, t.TempDir())
-	p.opts.MinFreeBytes = 1 << 62 // more than any disk has
+	p.minFree.Store(1 << 62) // more than any disk has
 	p.freeChecked = time.Time{}
 	if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{}`)}); err != ErrNoSpace {
 		t.Fatalf("Append on a full disk = %v, want ErrNoSpace", err)
 	}
-	p.opts.MinFreeBytes = 1
+	p.minFree.Store(1)
 	p.freeChecked = time.Time{}
 	p.Close()
 	if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{}`)}); err != ErrClosed {
@@ -153,6 +156,175 @@ func TestControlKV(t *testing.T) {
 	p.Put(map[string][]byte{"x/1": nil})
 	if _, err := p.Get("x/1"); err != ErrNotFound {
 		t.Fatal("delete did not delete")
+	}
+}
+
+// TestWritableProbesAtMostOncePerSecond: a burst of Writable calls (as a flood
+// of /readyz requests makes) costs at most one probe write a second, and none
+// is made while nobody asks.
+func TestWritableProbesAtMostOncePerSecond(t *testing.T) {
+	p := openTest(t, t.TempDir())
+	defer p.Close()
+	var calls atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 2500*time.Millisecond {
+				if err := p.Writable(); err != nil {
+					t.Errorf("Writable = %v", err)
+					return
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	// A probe starts only once the previous result is a second old.
+	n := p.probes.Load()
+	if limit := int64(elapsed/time.Second) + 1; n < 1 || n > limit {
+		t.Fatalf("%d Writable calls in %s made %d probe writes, want 1 to %d", calls.Load(), elapsed, n, limit)
+	}
+	t.Logf("%d Writable calls in %s made %d probe writes", calls.Load(), elapsed, n)
+
+	// Quiet: at most the one wake still pending from the burst is served.
+	time.Sleep(3 * time.Second)
+	if quiet := p.probes.Load() - n; quiet > 1 {
+		t.Fatalf("%d probe writes in 3 s while nobody called Writable", quiet)
+	}
+}
+
+// TestWritableSeesFailure: once the disk is short of the reserve, Writable
+// says so within about a second, and recovers as fast.
+func TestWritableSeesFailure(t *testing.T) {
+	p := openTest(t, t.TempDir())
+	defer p.Close()
+	if err := p.Writable(); err != nil {
+		t.Fatalf("Writable on a fresh log = %v", err)
+	}
+	waitWritable := func(want error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			err := p.Writable()
+			if errors.Is(err, want) || (want == nil && err == nil) {
+				return time.Since(start)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("Writable = %v 10 s after the change, want %v", err, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	p.minFree.Store(1 << 62) // more than any disk has
+	t.Logf("Writable reported ErrNoSpace after %s", waitWritable(ErrNoSpace))
+	p.minFree.Store(1)
+	t.Logf("Writable recovered after %s", waitWritable(nil))
+}
+
+// TestCloseStopsProber: Close waits for the probe goroutine, and every
+// goroutine the Pebble started is gone once it returns.
+func TestCloseStopsProber(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := openTest(t, t.TempDir())
+	for i := 0; i < 3; i++ {
+		if err := p.Writable(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.probeDone:
+	default:
+		t.Fatal("Close returned while the probe goroutine was running")
+	}
+	if err := p.Writable(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Writable after Close = %v, want ErrClosed", err)
+	}
+	// Pebble's own goroutines may take a moment to return after Close.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before Open:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
+
+// TestCallsRacingClose: calls made while Close runs finish or return
+// ErrClosed, never panic on a closed Pebble, and every call after Close returns
+// ErrClosed. Run with -race.
+func TestCallsRacingClose(t *testing.T) {
+	ctx := context.Background()
+	calls := map[string]func(p *Pebble) error{
+		"Append": func(p *Pebble) error {
+			_, err := p.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"a":1}`)})
+			return err
+		},
+		"Read": func(p *Pebble) error {
+			_, err := p.Read(ctx, 1, 0, 100, 1<<20)
+			return err
+		},
+		"Trim": func(p *Pebble) error {
+			_, err := p.Trim(1, 10, time.Now())
+			return err
+		},
+		"Get": func(p *Pebble) error {
+			_, err := p.Get("k")
+			return err
+		},
+		"Put":  func(p *Pebble) error { return p.Put(map[string][]byte{"k": []byte("v")}) },
+		"Scan": func(p *Pebble) error { return p.Scan("", func(string, []byte) error { return nil }) },
+		"Writable": func(p *Pebble) error {
+			if err := p.Writable(); !errors.Is(err, errProbeSlow) { // a busy test box may take a second
+				return err
+			}
+			return nil
+		},
+	}
+	for round := 0; round < 20; round++ {
+		p := openTest(t, t.TempDir())
+		if err := p.Put(map[string][]byte{"k": []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		var running, done sync.WaitGroup
+		for name, call := range calls {
+			running.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				for i := 0; ; i++ {
+					err := call(p)
+					if i == 0 {
+						running.Done()
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("%s while Close ran = %v, want nil or ErrClosed", name, err)
+						return
+					}
+				}
+			}()
+		}
+		running.Wait() // every call is in its loop
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		done.Wait()
+		if t.Failed() {
+			return
+		}
+		for name, call := range calls {
+			if err := call(p); !errors.Is(err, ErrClosed) {
+				t.Fatalf("%s after Close = %v, want ErrClosed", name, err)
+			}
+		}
 	}
 }
 

@@ -28,7 +28,8 @@ type Head struct {
 }
 
 var (
-	// ErrClosed is returned by Append once the log is shutting down.
+	// ErrClosed is returned by every call that needs the store (Append, Read,
+	// Trim, Get, Put, Scan, Writable) once Close has begun, instead of a panic.
 	ErrClosed = errors.New("state: log is closed")
 	// ErrNoSpace is returned by Append when the disk is too full to promise durability.
 	ErrNoSpace = errors.New("state: not enough free disk space")

@@ -387,6 +387,14 @@ func (l *loadTx) appendRows(ctx context.Context, t *warehouse.Table) error {
 		}
 		vals := make([]driver.Value, len(t.Columns))
 		for i, row := range t.Rows {
+			// Appending is in-process work that never looks at ctx: check it now
+			// and then, so a shutdown's hard stop ends a big batch promptly.
+			if i%4096 == 4095 {
+				if err := ctx.Err(); err != nil {
+					abandon(a)
+					return err
+				}
+			}
 			if len(row) > len(t.Columns) {
 				abandon(a)
 				return fmt.Errorf("row %d has %d values for %d columns", i, len(row), len(t.Columns))
