@@ -12,7 +12,16 @@ FUZZTIME ?= 10s
 
 .PHONY: build run test fuzz-short fuzz-long bench soak screenshots lint deps clean
 
+# DuckDB's cgo bindings take about 2 minutes on 2 cores to compile, with no
+# output; say so before a build that has to compile them (the first one, or after
+# the build cache was cleaned). go list only checks the build cache (and shows
+# the toolchain and module downloads a fresh clone needs).
+DUCKDB_PKG := github.com/duckdb/duckdb-go/v2
+
 build:
+	@if [ "$$($(GO) list -f '{{.Stale}}' $(DUCKDB_PKG))" != false ]; then \
+		echo "build: compiling DuckDB's cgo bindings first; this takes about 2 minutes on 2 cores and prints nothing until it is done (once: later builds reuse Go's build cache)"; \
+	fi
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hookhouse ./cmd/hookhouse
 
 run: build

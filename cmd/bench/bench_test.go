@@ -55,3 +55,15 @@ func TestWithMarker(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadVeroByDefault: with no -vero, bench finds the 14 samples by itself,
+// also in a fresh clone without ../shared (the repository's testdata/vero).
+func TestLoadVeroByDefault(t *testing.T) {
+	dir, bodies, err := loadVero("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bodies) != 14 {
+		t.Fatalf("%d Vero samples from %s, want 14", len(bodies), dir)
+	}
+}

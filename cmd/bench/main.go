@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/client"
+	"github.com/hookhouse/hookhouse/internal/samples"
 )
 
 // options are the flags.
@@ -60,7 +61,7 @@ type floorResults struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/hookhouse", "hookhouse binary to start (build it with `make build`)")
-	flag.StringVar(&o.vero, "vero", "", "directory of the Vero samples (default: ../shared/testdata/vero next to the module)")
+	flag.StringVar(&o.vero, "vero", "", "directory of the Vero samples (default: the repository's testdata/vero, or ../shared/testdata/vero beside the checkout when present)")
 	flag.StringVar(&o.warehouse, "warehouse", "", "also run ingest and freshness against this PostgreSQL warehouse (postgres://…); leaves schemas bench_* behind")
 	flag.IntVar(&o.conns, "conns", 64, "keep-alive connections (and goroutines) of the closed-loop runs")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each closed-loop run, not measured")
@@ -333,7 +334,7 @@ func verdict(runs []*serverRun) error {
 // loadVero reads the Vero samples in name order; each must be one JSON object.
 func loadVero(dir string) (string, [][]byte, error) {
 	if dir == "" {
-		dir = findVero()
+		dir = samples.VeroDir()
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
@@ -353,24 +354,6 @@ func loadVero(dir string) (string, [][]byte, error) {
 		bodies = append(bodies, b)
 	}
 	return dir, bodies, nil
-}
-
-// findVero looks for ../shared/testdata/vero beside the module root (the directory
-// holding go.mod, found upwards from the working directory).
-func findVero() string {
-	const rel = "../shared/testdata/vero"
-	wd, err := os.Getwd()
-	if err != nil {
-		return rel
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, rel)
-		}
-		if filepath.Dir(d) == d {
-			return rel
-		}
-	}
 }
 
 func printSummary(w io.Writer, o options, dir string, bodies [][]byte, floors floorResults, runs []*serverRun) {

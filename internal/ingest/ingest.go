@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -34,6 +33,25 @@ type Observer interface {
 	Accepted(integration int64, records int)
 }
 
+// Outcome is what a request log needs to know about one webhook request.
+type Outcome struct {
+	// Integration is the integration the request was for, once its token was
+	// accepted; 0 before (a refused token proves nothing about the id in the path).
+	Integration int64
+	// Reason is the message the client got with a refusal ("" for a 200). It
+	// never holds a token or a value from the body.
+	Reason string
+	// Bytes is how many body bytes were read (after gzip decoding), or the
+	// declared Content-Length when the body was not read (-1: unknown).
+	Bytes int64
+}
+
+// Reporter is implemented by a ResponseWriter that wants each request's
+// Outcome (the server's request log); ServeHTTP calls it once, after answering.
+type Reporter interface {
+	ReportOutcome(Outcome)
+}
+
 // Handler serves the webhook endpoint.
 type Handler struct {
 	Auth    Authenticator
@@ -52,67 +70,74 @@ type Handler struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	status := h.serve(w, r)
+	o := Outcome{Bytes: r.ContentLength}
+	status := h.serve(w, r, &o)
 	if h.Observe != nil {
 		h.Observe.Request(status)
 	}
+	if rep, ok := w.(Reporter); ok {
+		rep.ReportOutcome(o)
+	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) int {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: webhooks must be sent with POST")
+		return o.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: webhooks must be sent with POST")
 	}
 	now := time.Now()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 || !h.Auth.Authenticate(id, r.PathValue("token"), now) {
 		if !h.Failures.Allow(r, now) {
 			w.Header().Set("Retry-After", "10")
-			return fail(w, http.StatusTooManyRequests, "too many requests with unknown or revoked webhook URLs from this address; slow down")
+			return o.fail(w, http.StatusTooManyRequests, "too many requests with unknown or revoked webhook URLs from this address; slow down")
 		}
-		return fail(w, http.StatusUnauthorized, "unknown or revoked webhook URL")
+		return o.fail(w, http.StatusUnauthorized, "unknown or revoked webhook URL")
 	}
+	o.Integration = id
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-		return fail(w, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(ct)+" is not JSON: send application/json")
+		return o.fail(w, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(ct)+" is not JSON: send application/json")
 	}
 	if r.ContentLength > h.MaxBody && !isGzip(r) {
-		return h.tooLarge(w, r)
+		return h.tooLarge(w, o)
 	}
 	body := r.Body
 	if isGzip(r) {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			return fail(w, http.StatusBadRequest, "Content-Encoding is gzip but the body is not valid gzip")
+			return o.fail(w, http.StatusBadRequest, "Content-Encoding is gzip but the body is not valid gzip")
 		}
 		defer zr.Close()
 		body = zr
 	} else if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return fail(w, http.StatusUnsupportedMediaType, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send gzip or no encoding")
+		return o.fail(w, http.StatusUnsupportedMediaType, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send gzip or no encoding")
 	}
 	buf := h.getBuf()
 	defer h.putBuf(buf)
 	data, err := h.readBody(w, r, now, body, buf)
 	if errors.Is(err, errTooLarge) {
-		return h.tooLarge(w, r)
+		o.Bytes = h.MaxBody + 1 // readLimited stops at the first byte past the limit
+		return h.tooLarge(w, o)
 	}
 	if errors.Is(err, errBusy) {
 		w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
 		w.Header().Set("Connection", "close")
-		return fail(w, http.StatusServiceUnavailable, "too many large requests at once; retry later")
+		return o.fail(w, http.StatusServiceUnavailable, "too many large requests at once; retry later")
 	}
 	if err != nil {
-		return fail(w, http.StatusBadRequest, "could not read the request body: "+bodyErr(err))
+		return o.fail(w, http.StatusBadRequest, "could not read the request body: "+bodyErr(err))
 	}
 	*buf = data
+	o.Bytes = int64(len(data))
 	records, err := Split(data)
 	if err != nil {
-		return fail(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+		return o.fail(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
 	}
 	if len(records) > 0 {
 		if _, err := h.Log.Append(r.Context(), id, now, records); err != nil {
 			h.Logger.Warn("append refused", "integration", id, "records", len(records), "err", err)
 			w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
-			return fail(w, http.StatusServiceUnavailable, "hookhouse cannot store events right now; retry later")
+			return o.fail(w, http.StatusServiceUnavailable, "hookhouse cannot store events right now; retry later")
 		}
 		if h.Observe != nil {
 			h.Observe.Accepted(id, len(records))
@@ -125,10 +150,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) int {
+func (h *Handler) tooLarge(w http.ResponseWriter, o *Outcome) int {
 	// Don't read the rest: close the connection after answering.
 	w.Header().Set("Connection", "close")
-	return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (after gzip decoding)", h.MaxBody))
+	return o.fail(w, http.StatusRequestEntityTooLarge, "body larger than the limit of "+HumanSize(h.MaxBody)+" (after gzip decoding)")
+}
+
+// HumanSize writes a byte count the way --max-body takes it, with a space:
+// "20 MiB", "512 KiB", "1.5 MiB", "100 bytes".
+func HumanSize(n int64) string {
+	units := []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+	for _, u := range units {
+		if n >= u.size {
+			if n%u.size == 0 {
+				return strconv.FormatInt(n/u.size, 10) + " " + u.name
+			}
+			return strconv.FormatFloat(float64(n)/float64(u.size), 'f', 1, 64) + " " + u.name
+		}
+	}
+	if n == 1 {
+		return "1 byte"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 func (h *Handler) getBuf() *[]byte {
@@ -257,8 +303,10 @@ func isJSON(ct string) bool {
 	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
 
-// fail writes {"status":"error","message":…}.
-func fail(w http.ResponseWriter, status int, msg string) int {
+// fail writes {"status":"error","message":…} and keeps msg as the request's
+// reason for the request log.
+func (o *Outcome) fail(w http.ResponseWriter, status int, msg string) int {
+	o.Reason = msg
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	b, _ := json.Marshal(struct {

@@ -1,7 +1,8 @@
-// Package samples finds the real-shaped provider payloads tests use. The source
-// of truth is ../shared/testdata/vero beside the checkout; testdata/vero in the
-// repository is a verbatim copy (checked by TestCopyIsVerbatim) so that a checkout
-// without the shared folder still tests against the same payloads.
+// Package samples finds the real-shaped provider payloads tests and the
+// benchmark use. The source of truth is ../shared/testdata/vero beside the
+// checkout when it is there; testdata/vero in the repository is a verbatim copy
+// (checked by TestCopyIsVerbatim), so a fresh clone without the shared folder
+// tests and benchmarks against the same payloads.
 package samples
 
 import (
@@ -10,29 +11,63 @@ import (
 	"runtime"
 )
 
-// Root is the repository root.
+// Root is the repository root: the directory of this source file's module, or,
+// when the binary was built elsewhere or with -trimpath, the nearest directory
+// holding go.mod upwards from the working directory.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	if exists(filepath.Join(root, "go.mod")) {
+		return root
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return root
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if exists(filepath.Join(d, "go.mod")) {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return root
+		}
+	}
 }
 
-// SharedVeroDir is ../shared/testdata/vero beside the checkout, or "" if absent.
+// SharedVeroDir is $HOOKHOUSE_VERO_SAMPLES when set, else
+// ../shared/testdata/vero beside the checkout, or "" if absent.
 func SharedVeroDir() string {
 	if d := os.Getenv("HOOKHOUSE_VERO_SAMPLES"); d != "" {
 		return d
 	}
-	d := filepath.Join(Root(), "..", "shared", "testdata", "vero")
-	if _, err := os.Stat(filepath.Join(d, "01-sent.json")); err == nil {
+	return sharedVeroDir(Root())
+}
+
+// VeroDir is the directory of the Vero samples: the shared one when present,
+// else the repository's copy, testdata/vero.
+func VeroDir() string {
+	if d := os.Getenv("HOOKHOUSE_VERO_SAMPLES"); d != "" {
+		return d
+	}
+	return veroDir(Root())
+}
+
+func veroDir(root string) string {
+	if d := sharedVeroDir(root); d != "" {
+		return d
+	}
+	return filepath.Join(root, "testdata", "vero")
+}
+
+func sharedVeroDir(root string) string {
+	d := filepath.Join(root, "..", "shared", "testdata", "vero")
+	if exists(filepath.Join(d, "01-sent.json")) {
 		return d
 	}
 	return ""
 }
 
-// VeroDir is the directory of the Vero samples: the shared one when present,
-// else the repository's copy.
-func VeroDir() string {
-	if d := SharedVeroDir(); d != "" {
-		return d
-	}
-	return filepath.Join(Root(), "testdata", "vero")
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -4,13 +4,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/loader"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are hookhouse's Prometheus metrics. Labels carry only status codes and
-// integration ids: never a token or a payload value.
+// metrics are hookhouse's Prometheus metrics, and the feed of the dashboard's
+// history. Labels carry only status codes and integration ids: never a token or
+// a payload value.
 type metrics struct {
 	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
@@ -21,6 +23,8 @@ type metrics struct {
 	batchDur  prometheus.Histogram
 	syncDur   prometheus.Histogram
 	syncGroup prometheus.Histogram
+	// history, once set (before any request or load), gets the same outcomes.
+	history *history.History
 }
 
 func newMetrics(stats func() map[int64]loader.Stats) *metrics {
@@ -64,10 +68,15 @@ func newMetrics(stats func() map[int64]loader.Stats) *metrics {
 	return m
 }
 
-func (m *metrics) Request(status int) { m.requests.WithLabelValues(strconv.Itoa(status)).Inc() }
+func (m *metrics) Request(status int) {
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
 
 func (m *metrics) Accepted(integration int64, records int) {
 	m.accepted.WithLabelValues(strconv.FormatInt(integration, 10)).Add(float64(records))
+	if m.history != nil {
+		m.history.Received(integration, records)
+	}
 }
 
 func (m *metrics) Batch(integration int64, loaded, rejected int, took time.Duration) {
@@ -76,6 +85,9 @@ func (m *metrics) Batch(integration int64, loaded, rejected int, took time.Durat
 	m.rejected.WithLabelValues(id).Add(float64(rejected))
 	m.batchSize.Observe(float64(loaded + rejected))
 	m.batchDur.Observe(took.Seconds())
+	if m.history != nil {
+		m.history.Loaded(integration, loaded, rejected)
+	}
 }
 
 func (m *metrics) Sync(took time.Duration, requests int) {

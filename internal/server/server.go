@@ -14,13 +14,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/ingest"
 	"github.com/hookhouse/hookhouse/internal/loader"
 	"github.com/hookhouse/hookhouse/internal/state"
@@ -45,6 +45,7 @@ type Server struct {
 	metrics *metrics
 	api     *api.API
 	web     *dashboard // sessions and pages (web.go)
+	history *history.History
 	http    *http.Server
 	ln      net.Listener
 
@@ -76,6 +77,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	}
 	s.control = ctl
 	if err := s.ensureAdminKey(); err != nil {
+		s.state.Close()
+		return nil, err
+	}
+	if err := s.openHistory(); err != nil {
 		s.state.Close()
 		return nil, err
 	}
@@ -112,6 +117,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		Retention: cfg.Retention, Observe: s.metrics,
 	}, logger.With("component", "loader"))
 	s.loader.Start()
+	s.history.Start() // after the loader: it samples the loader's lag
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
 		Logger: logger.With("component", "api"),
@@ -230,8 +236,21 @@ func (s *Server) Close(ctx context.Context) error {
 	s.logger.Info("shutting down: finishing in-flight requests")
 	var errs []error
 	if s.http != nil {
-		if err := s.http.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		// At most half the time for HTTP: Shutdown also waits (up to 5 s) for
+		// connections that never sent a request, which must not eat the loader's
+		// share. What is still open then is closed; a request cut off that way
+		// got no 200, so its sender retries.
+		hctx := ctx
+		if deadline, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)/2))
+			defer cancel()
+		}
+		if err := s.http.Shutdown(hctx); err != nil {
+			s.logger.Warn("closing connections that did not finish in time", "err", err)
+			if err := s.http.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("http close: %w", err))
+			}
 		}
 	}
 	s.logger.Info("flushing the open load batch")
@@ -239,6 +258,9 @@ func (s *Server) Close(ctx context.Context) error {
 	close(s.stopBg)
 	s.bg.Wait()
 	if err := s.control.FlushLastUsed(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.history.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	if errors.Is(lerr, loader.ErrStillRunning) {
@@ -297,54 +319,3 @@ func (s *Server) allStats() map[int64]loader.Stats {
 	}
 	return out
 }
-
-// logRequests logs each request with the webhook token masked.
-func (s *Server) logRequests(next http.Handler) http.Handler {
-	logger := s.logger.With("component", "http")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				// The panic value and request could hold a secret: log only its type,
-				// the masked path and the stack (which holds no string contents).
-				logger.Error("panic while serving a request", "path", ingest.MaskPath(r.URL.Path),
-					"panic_type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
-				if rec.status == http.StatusOK && !rec.wrote {
-					http.Error(w, `{"status":"error","message":"internal error"}`, http.StatusInternalServerError)
-				}
-			}
-		}()
-		next.ServeHTTP(rec, r)
-		level := slog.LevelDebug
-		if rec.status >= 500 {
-			level = slog.LevelWarn
-		}
-		if logger.Enabled(r.Context(), level) { // skip building the attributes per request when off
-			logger.Log(r.Context(), level, "request", "method", r.Method, "path", ingest.MaskPath(r.URL.Path),
-				"status", rec.status, "took", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
-		}
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.wrote = true
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	r.wrote = true
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
