@@ -82,7 +82,9 @@ func (c *Client) URLs(ctx context.Context, integrationID int64) ([]WebhookURL, e
 	return out, nil
 }
 
-// RevokeURL revokes a webhook URL: the next request with it gets 401.
+// RevokeURL revokes a webhook URL: the next request with it gets 401. A URL that
+// was revoked before stays as it was, and the answer is a 409 *Error with Code
+// CodeAlreadyRevoked whose message says when.
 func (c *Client) RevokeURL(ctx context.Context, integrationID, urlID int64) error {
 	path := fmt.Sprintf("%s/%d", urlsPath(integrationID), urlID)
 	return c.request.do(ctx, http.MethodDelete, path, nil, nil)

@@ -8,6 +8,15 @@ const (
 	TypeWebhooks = "webhooks" // generic, optional primary key
 )
 
+// CodeAlreadyRevoked is the Error.Code of RevokeURL for a URL revoked before.
+const CodeAlreadyRevoked = "already_revoked"
+
+// ListTablesSQL lists the tables of every integration schema, through Query, on
+// either warehouse. (DuckDB's SHOW TABLES lists its main schema, which holds no
+// integration; PostgreSQL has no SHOW TABLES.)
+const ListTablesSQL = `SELECT table_schema, table_name FROM information_schema.tables ` +
+	`WHERE table_schema NOT IN ('_hookhouse','information_schema','pg_catalog') ORDER BY 1, 2`
+
 // Component states in the status report (SPEC §8).
 const (
 	StatusOperational = "operational"

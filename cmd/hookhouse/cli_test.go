@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,11 @@ func (f *fakeAPI) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, u := range f.urls[in.ID] {
 		if strconv.FormatInt(u.ID, 10) == r.PathValue("url_id") {
+			if u.RevokedAt != nil {
+				apiError(w, 409, client.CodeAlreadyRevoked, fmt.Sprintf("webhook URL ****%s (id %d) of integration %d was already revoked at %s; nothing changed",
+					u.Hint, u.ID, in.ID, u.RevokedAt.Format(time.RFC3339)))
+				return
+			}
 			at := created.Add(2 * time.Hour)
 			u.RevokedAt = &at
 			w.WriteHeader(204)
@@ -212,6 +218,10 @@ func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
 	var in struct{ SQL string }
 	json.NewDecoder(r.Body).Decode(&in)
 	answer, ok := f.queries[in.SQL]
+	if answer == "-" {
+		apiError(w, 400, "query_failed", "Catalog Error: Table with name data does not exist!\nDid you mean \"stitch_vero.data\"?")
+		return
+	}
 	if !ok {
 		apiError(w, 400, "bad_request", fmt.Sprintf("Parser Error: syntax error in %q", in.SQL))
 		return
@@ -314,11 +324,63 @@ func TestUsage(t *testing.T) {
 	}
 	wantFailure(t, 2, []string{`urls: unknown command "bogus"`, "hookhouse urls -h"}, "urls", "bogus")
 
-	for _, args := range [][]string{{"urls", "generate", "-h"}, {"help", "urls", "generate"}} {
+	for _, args := range [][]string{{"urls", "generate", "-h"}, {"help", "urls", "generate"}, {"urls", "generate", "--help"}} {
 		out, _, code := hh(t, args...)
-		if code != 0 || !strings.Contains(out, "Usage: hookhouse urls generate <integration id>") || !strings.Contains(out, "-server") {
-			t.Errorf("%v: exit %d, stdout %q; want the command's usage and flags", args, code, out)
+		words := strings.Join(strings.Fields(out), " ") // wrapping aside
+		for _, want := range []string{
+			"Usage: hookhouse urls generate <integration id> Create a webhook URL; it is shown only once.",
+			"Reaching the server: --server URL the server's base URL (default http://localhost:8080; env HOOKHOUSE_SERVER)",
+			"--key KEY the admin KEY (default: the one in <data>/admin.key; env HOOKHOUSE_ADMIN_KEY)",
+			"--data DIR the server's data DIR, to read admin.key from (default ./hookhouse-data; env HOOKHOUSE_DATA)",
+			"Output: --json print JSON, for scripts",
+		} {
+			if code != 0 || !strings.Contains(words, want) {
+				t.Errorf("%v: exit %d; want the command's usage and flags with %q, got:\n%s", args, code, want, out)
+			}
 		}
+		if strings.Contains(out, "\n  -server") || strings.Contains(out, "default false") {
+			t.Errorf("%v: Go's raw flag output:\n%s", args, out)
+		}
+	}
+	// A command's own flags come first; only the flags that apply are listed.
+	out, _, _ = hh(t, "integrations", "add", "--help")
+	if i, j := strings.Index(out, "--name TEXT"), strings.Index(out, "--server URL"); i < 0 || j < i {
+		t.Errorf("integrations add --help: its own flags do not come first:\n%s", out)
+	}
+	out, _, _ = hh(t, "sql", "--help")
+	if !strings.Contains(out, "--csv ") || !strings.Contains(out, client.ListTablesSQL) || !strings.Contains(out, `"show tables"`) {
+		t.Errorf("sql --help does not show --csv and how to list the tables:\n%s", out)
+	}
+	out, _, code = hh(t, "version", "-h")
+	if code != 0 || !strings.Contains(out, "--json") || strings.Contains(out, "--server") || strings.Contains(out, "--key") || strings.Contains(out, "--data") {
+		t.Errorf("version -h: exit %d, lists flags that do not apply:\n%s", code, out)
+	}
+	wantFailure(t, 2, []string{"flag provided but not defined: -server"}, "version", "--server", "http://x")
+
+	// serve's help: grouped, double-dash flags, human sizes and durations, env names.
+	for _, args := range [][]string{{"serve", "--help"}, {"serve", "-h"}, {"help", "serve"}} {
+		out, errOut, code := hh(t, args...)
+		words := strings.Join(strings.Fields(out), " ")
+		for _, want := range []string{
+			"Usage: hookhouse serve [flags]",
+			"Listening: --listen ADDR listen on ADDR, host:port or :port (default :8080; env HOOKHOUSE_LISTEN)",
+			"Receiving and loading: --max-body SIZE", "(default 20MiB; env HOOKHOUSE_MAX_BODY)",
+			"--retention TIME keep loaded records in the log for TIME (default 168h; env HOOKHOUSE_RETENTION)",
+			"Storage:", "Logging:", "--public-url URL",
+		} {
+			if code != 0 || errOut != "" || !strings.Contains(words, want) {
+				t.Errorf("%v: exit %d, stderr %q; want %q in:\n%s", args, code, errOut, want, out)
+			}
+		}
+		for _, bad := range []string{"20971520", "168h0m0s", "\n  -max-body", "\n  -listen"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%v: help holds %q:\n%s", args, bad, out)
+			}
+		}
+	}
+	_, errOut, code = hh(t, "serve", "--bogus")
+	if code != 1 || errOut != "hookhouse: config: flag provided but not defined: -bogus (see 'hookhouse serve --help')\n" {
+		t.Errorf("serve --bogus: exit %d, stderr %q", code, errOut)
 	}
 
 	wantFailure(t, 2, []string{"integrations list", "flag provided but not defined: -bogus"}, "integrations", "list", "--bogus")
@@ -475,10 +537,11 @@ func TestURLs(t *testing.T) {
 	out := mustRun(t, "urls", "generate", "1")
 	token := strings.Repeat("0", 60) + "ab01"
 	for _, want := range []string{
+		"New webhook URL ****ab01 (id 1, created 2026-11-02T10:00:00Z) of integration 1:\n",
 		"http://localhost:8080/v1/clients/1/token/" + token,
 		"shown only this once",
 		"hookhouse urls revoke 1 1",
-		"In Vero: Settings → Integrations → Webhooks",
+		`In Vero: Settings (the gear icon) → Integrations → View next to "Custom Integration (Webhooks)" → Add Webhooks Integration → paste the URL into "Notification URL" → Save → tick the events to track → Save.`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("urls generate: output lacks %q:\n%s", want, out)
@@ -497,21 +560,41 @@ func TestURLs(t *testing.T) {
 	}
 
 	out = mustRun(t, "urls", "revoke", "1", "2")
-	if out != "Revoked webhook URL 2 of integration 1: requests to it now get 401.\n" {
+	if out != "Revoked webhook URL ****ab02 (id 2, created 2026-11-02T10:00:00Z) of integration 1: requests to it now get 401.\n" {
 		t.Errorf("urls revoke = %q", out)
 	}
+	// The generated URL is named by its hint, never "URL 2 of integration 1".
+	out = mustRun(t, "urls", "generate", "1")
+	if !strings.Contains(out, "New webhook URL ****ab03 (id 3, created 2026-11-02T10:00:00Z) of integration 1:") {
+		t.Errorf("urls generate:\n%s", out)
+	}
+	if m := regexp.MustCompile(`URL \d+ of`).FindString(out); m != "" {
+		t.Errorf("urls generate says %q, which reads like a count:\n%s", m, out)
+	}
+
+	// Revoking again says so and when, and is no failure: the URL is revoked.
+	out = mustRun(t, "urls", "revoke", "1", "2")
+	if out != "Webhook URL ****ab02 (id 2, created 2026-11-02T10:00:00Z) of integration 1 was already revoked at 2026-11-02T12:00:00Z; nothing changed.\n" {
+		t.Errorf("urls revoke of a revoked URL = %q", out)
+	}
 	res := decodeJSON[map[string]any](t, mustRun(t, "urls", "revoke", "--json", "1", "1"))
-	if res["revoked"] != true || res["id"] != float64(1) || res["integration_id"] != float64(1) {
+	if res["revoked"] != true || res["already_revoked"] != false || res["id"] != float64(1) || res["integration_id"] != float64(1) ||
+		res["hint"] != "ab01" || res["revoked_at"] != "2026-11-02T12:00:00Z" {
 		t.Errorf("urls revoke --json = %v", res)
+	}
+	res = decodeJSON[map[string]any](t, mustRun(t, "urls", "revoke", "--json", "1", "1"))
+	if res["revoked"] != true || res["already_revoked"] != true || res["revoked_at"] != "2026-11-02T12:00:00Z" {
+		t.Errorf("urls revoke --json of a revoked URL = %v", res)
 	}
 	wantFailure(t, 1, []string{"404 not_found: no such webhook URL"}, "urls", "revoke", "1", "7")
 	wantFailure(t, 2, []string{"missing url id"}, "urls", "revoke", "1")
 	wantFailure(t, 2, []string{"url id must be a positive integer"}, "urls", "revoke", "1", "0")
 
 	out = mustRun(t, "urls", "list", "1")
-	want := `ID  HINT      CREATED               LAST_USED  REVOKED
-1   ****ab01  2026-11-02T10:00:00Z  -          2026-11-02T12:00:00Z
-2   ****ab02  2026-11-02T10:00:00Z  -          2026-11-02T12:00:00Z
+	want := `HINT      URL_ID  CREATED               LAST_USED  REVOKED
+****ab01  1       2026-11-02T10:00:00Z  -          2026-11-02T12:00:00Z
+****ab02  2       2026-11-02T10:00:00Z  -          2026-11-02T12:00:00Z
+****ab03  3       2026-11-02T10:00:00Z  -          -
 `
 	if out != want {
 		t.Errorf("urls list:\n%s\nwant:\n%s", out, want)
@@ -520,7 +603,7 @@ func TestURLs(t *testing.T) {
 		t.Error("urls list shows a token")
 	}
 	list := decodeJSON[[]client.WebhookURL](t, mustRun(t, "urls", "list", "1", "--json"))
-	if len(list) != 2 || list[0].URL != "" || list[0].RevokedAt == nil {
+	if len(list) != 3 || list[0].URL != "" || list[0].RevokedAt == nil {
 		t.Errorf("urls list --json = %+v", list)
 	}
 
@@ -581,6 +664,19 @@ NULL    1   NULL
 	}
 
 	wantFailure(t, 1, []string{"400 bad_request: Parser Error: syntax error"}, "sql", "selec 1")
+
+	// "show tables" lists the integration tables, on either warehouse.
+	f.queries[client.ListTablesSQL] = `{"columns":["table_schema","table_name"],"rows":[["stitch_vero","_sdc_rejected"],["stitch_vero","data"]]}`
+	for _, q := range []string{"show tables", "SHOW TABLES;", " Show  Tables "} {
+		stdout, stderr, code := hh(t, "sql", q)
+		if code != 0 || stdout != "table_schema  table_name\nstitch_vero   _sdc_rejected\nstitch_vero   data\n(2 rows)\n" ||
+			!strings.Contains(stderr, "listing the tables of the integration schemas") {
+			t.Errorf("sql %q: exit %d, stdout:\n%s\nstderr: %s", q, code, stdout, stderr)
+		}
+	}
+	// A missing table points at it.
+	f.queries["select * from nope.data"] = "-"
+	wantFailure(t, 1, []string{`hookhouse sql "show tables" lists the integration tables`}, "sql", "select * from nope.data")
 	wantFailure(t, 2, []string{"missing query"}, "sql")
 	wantFailure(t, 2, []string{"--csv and --json"}, "sql", "--csv", "--json", q)
 }
@@ -626,6 +722,18 @@ func TestStatus(t *testing.T) {
 	if got := f.auth(); got != "" {
 		t.Errorf("status without key sent Authorization %q", got)
 	}
+
+	// A wrong key is an error: nothing printed but the reason, which names where
+	// the key came from and never the key.
+	for _, args := range [][]string{{"status", "--key", "wrong-key-0123"}, {"status", "--json", "--key", "wrong-key-0123"}} {
+		stdout, stderr, code = hh(t, args...)
+		if code != 1 || stdout != "" || stderr != "hookhouse: the admin key from --key is not this server's (401 unauthorized): "+
+			"pass the key in <data>/admin.key of the server's data dir, or no key to see the component states only\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+	}
+	t.Setenv("HOOKHOUSE_ADMIN_KEY", "wrong-key-0123")
+	wantFailure(t, 1, []string{"the admin key from HOOKHOUSE_ADMIN_KEY is not this server's"}, "status")
 
 	// A server that is down answers 503 with the report: print it and fail.
 	t.Setenv("HOOKHOUSE_ADMIN_KEY", testKey)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/client"
+	"github.com/hookhouse/hookhouse/internal/config"
 )
 
 const (
@@ -36,20 +37,22 @@ type command struct {
 	args    string // synopsis after the name
 	summary string
 	run     func(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
+	local   bool   // needs no server, so takes no --server, --key or --data
+	details string // more help, after the flags
 }
 
 var commands = []command{
-	{"serve", "[flags]", "run the server: receiver, loader, admin API, dashboard", nil},
-	{"integrations add", "--name NAME --type vero|webhooks [flags]", "create an integration", integrationsAdd},
-	{"integrations list", "", "list integrations", integrationsList},
-	{"integrations show", "<id>", "show an integration and its loading stats", integrationsShow},
-	{"integrations delete", "<id> --yes", "delete an integration and revoke its URLs (its data stays)", integrationsDelete},
-	{"urls generate", "<integration id>", "create a webhook URL; it is shown only once", urlsGenerate},
-	{"urls list", "<integration id>", "list an integration's webhook URLs (hints only)", urlsList},
-	{"urls revoke", "<integration id> <url id>", "revoke a webhook URL at once", urlsRevoke},
-	{"sql", `"<query>" [--csv]`, "run a read-only SQL query on the warehouse", sqlQuery},
-	{"status", "", "show component states and per-integration freshness", status},
-	{"version", "", "print the version", printVersion},
+	{name: "serve", args: "[flags]", summary: "run the server: receiver, loader, admin API, dashboard"},
+	{name: "integrations add", args: "--name NAME --type vero|webhooks [flags]", summary: "create an integration", run: integrationsAdd},
+	{name: "integrations list", summary: "list integrations", run: integrationsList},
+	{name: "integrations show", args: "<id>", summary: "show an integration and its loading stats", run: integrationsShow},
+	{name: "integrations delete", args: "<id> --yes", summary: "delete an integration and revoke its URLs (its data stays)", run: integrationsDelete},
+	{name: "urls generate", args: "<integration id>", summary: "create a webhook URL; it is shown only once", run: urlsGenerate},
+	{name: "urls list", args: "<integration id>", summary: "list an integration's webhook URLs (hints only)", run: urlsList},
+	{name: "urls revoke", args: "<integration id> <url id>", summary: "revoke a webhook URL at once", run: urlsRevoke},
+	{name: "sql", args: `"<query>" [--csv]`, summary: "run a read-only SQL query on the warehouse", run: sqlQuery, details: sqlDetails},
+	{name: "status", summary: "show component states and per-integration freshness", run: status},
+	{name: "version", summary: "print the version", run: printVersion, local: true},
 }
 
 func main() {
@@ -136,13 +139,13 @@ Usage: hookhouse <command> [arguments] [flags]
 `)
 	printCommands(w, commands)
 	fmt.Fprintf(w, `
-Flags of every command but serve (before or after the arguments):
-  --server URL   the server (env HOOKHOUSE_SERVER; default %s)
+Flags of the commands that talk to a server (before or after the arguments):
+  --server URL   the server (default %s; env HOOKHOUSE_SERVER)
   --key KEY      the admin key (env HOOKHOUSE_ADMIN_KEY; else read from <data>/admin.key)
-  --data DIR     the server's data dir, for admin.key (env HOOKHOUSE_DATA; default %s)
+  --data DIR     the server's data dir, for admin.key (default %s; env HOOKHOUSE_DATA)
   --json         print JSON, for scripts
 
-Run 'hookhouse <command> -h' for the flags of a command.
+Run 'hookhouse <command> --help' for the flags of a command.
 `, defaultServer, defaultData)
 }
 
@@ -196,19 +199,42 @@ type cli struct {
 	keyFrom string // where the admin key came from, for error messages
 }
 
-// flagSet returns the flags of cmd with the common ones already defined.
+// envNames are the env twins of the common flags.
+var envNames = map[string]string{"server": "HOOKHOUSE_SERVER", "key": "HOOKHOUSE_ADMIN_KEY", "data": "HOOKHOUSE_DATA"}
+
+// helpGroups order a command's help: its own flags, then the common ones.
+var helpGroups = []config.FlagGroup{
+	{Title: "Flags", Flags: nil},
+	{Title: "Reaching the server", Flags: []string{"server", "key", "data"}},
+	{Title: "Output", Flags: []string{"json", "csv"}},
+}
+
+// flagSet returns the flags of cmd with the common ones already defined: --json,
+// and for a command that talks to a server, --server, --key and --data.
 func (c *cli) flagSet(cmd command) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	// Errors are reported by exitStatus, in one line; help goes to stdout.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: hookhouse %s %s\n\n%s.\n\nFlags:\n", cmd.name, cmd.args, capitalize(cmd.summary))
-		fs.PrintDefaults()
+		fmt.Fprintf(w, "Usage: hookhouse %s\n\n%s.\n\n", strings.TrimSpace(cmd.name+" "+cmd.args), capitalize(cmd.summary))
+		config.PrintFlags(w, fs, helpGroups, func(name string) string { return envNames[name] })
+		if cmd.details != "" {
+			fmt.Fprintf(w, "\n%s", cmd.details)
+		}
 	}
-	fs.StringVar(&c.server, "server", envOr("HOOKHOUSE_SERVER", defaultServer), "the server's base `URL` (env HOOKHOUSE_SERVER)")
-	fs.StringVar(&c.key, "key", "", "the admin `key` (default: env HOOKHOUSE_ADMIN_KEY, else <data>/admin.key)")
-	fs.StringVar(&c.data, "data", envOr("HOOKHOUSE_DATA", defaultData), "the server's data `dir`, to read admin.key from (env HOOKHOUSE_DATA)")
+	c.server, c.data = defaultServer, defaultData
+	if !cmd.local {
+		fs.StringVar(&c.server, "server", defaultServer, "the server's base `URL`")
+		fs.StringVar(&c.key, "key", "", "the admin `KEY` (default: the one in <data>/admin.key)")
+		fs.StringVar(&c.data, "data", defaultData, "the server's data `DIR`, to read admin.key from")
+		// Env twins first, so flags override them.
+		for _, name := range []string{"server", "data"} {
+			if v := strings.TrimSpace(os.Getenv(envNames[name])); v != "" {
+				fs.Set(name, v)
+			}
+		}
+	}
 	fs.BoolVar(&c.json, "json", false, "print JSON, for scripts")
 	return fs
 }
@@ -340,13 +366,6 @@ func (c *cli) printJSON(v any) error {
 // table returns a writer that aligns tab-separated columns; Flush it.
 func (c *cli) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-}
-
-func envOr(name, def string) string {
-	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-		return v
-	}
-	return def
 }
 
 // formatTime prints t in RFC 3339 UTC, or "-" for no time.

@@ -17,7 +17,7 @@ import (
 // unless flags or HOOKHOUSE_* env say otherwise. It returns when ctx ends
 // (SIGINT/SIGTERM) after a graceful shutdown.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := config.Parse(args, config.Env, stderr)
+	cfg, err := config.Parse(args, config.Env, stdout)
 	if err != nil {
 		return err
 	}

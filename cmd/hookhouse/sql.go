@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -31,7 +32,15 @@ func sqlQuery(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
+	if isShowTables(query) {
+		fmt.Fprintf(c.stderr, "hookhouse: note: listing the tables of the integration schemas: %s\n", client.ListTablesSQL)
+		query = client.ListTablesSQL
+	}
 	res, err := cl.Query(ctx, query)
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) && isMissingTable(apiErr.Message) {
+		return fmt.Errorf(`%w (hookhouse sql "show tables" lists the integration tables)`, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -62,6 +71,29 @@ func sqlQuery(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 	}
 	fmt.Fprintf(c.stdout, "(%s%s)\n", plural(len(res.Rows), "row"), truncatedNote(res))
 	return nil
+}
+
+// sqlDetails ends the help of 'hookhouse sql'.
+const sqlDetails = `Only a single read-only SELECT (or EXPLAIN of one) on the integration schemas runs;
+each integration's records are in <schema>.data. "show tables" lists the tables of
+every integration schema, on either warehouse, by running:
+
+  ` + client.ListTablesSQL + `
+`
+
+// isShowTables reports whether query is "show tables", which hookhouse answers with
+// the tables of the integration schemas: the warehouse's own SHOW TABLES lists
+// DuckDB's main schema, where no integration lives, and PostgreSQL has none.
+func isShowTables(query string) bool {
+	q := strings.ToLower(strings.Join(strings.Fields(strings.TrimRight(query, "; \t\r\n")), " "))
+	return q == "show tables"
+}
+
+// isMissingTable reports whether a query failed on a table name, in the words of
+// DuckDB ("Table with name x does not exist") or PostgreSQL (relation "x" does not exist).
+func isMissingTable(msg string) bool {
+	return strings.Contains(msg, "does not exist") &&
+		(strings.Contains(msg, "Table with name") || strings.Contains(msg, "relation "))
 }
 
 func (c *cli) printCSV(res *client.QueryResult) error {

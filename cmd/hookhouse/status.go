@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/hookhouse/hookhouse/client"
@@ -23,7 +24,21 @@ func status(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error 
 	if key == "" {
 		fmt.Fprintln(c.stderr, "hookhouse: note: no admin key, so per-integration freshness is not shown (pass --key, set HOOKHOUSE_ADMIN_KEY, or point --data at the server's data dir)")
 	}
-	st, err := client.New(c.server, key).Status(ctx)
+	cl := client.New(c.server, key)
+	if key != "" {
+		// The status report quietly leaves out the integrations for a wrong key;
+		// the admin API says whether the key is right.
+		_, err := cl.Integrations(ctx)
+		var apiErr *client.Error
+		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("the admin key from %s is not this server's (401 unauthorized): pass the key in "+
+				"<data>/admin.key of the server's data dir, or no key to see the component states only", c.keyFrom)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	st, err := cl.Status(ctx)
 	if err != nil {
 		return err
 	}

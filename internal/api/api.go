@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -238,14 +239,52 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.Query.Query(r.Context(), req.SQL, maxRows)
 	if err != nil {
-		status, code := http.StatusBadRequest, "query_failed"
 		if errors.Is(err, warehouse.ErrReadOnly) {
-			status, code = http.StatusForbidden, "read_only"
+			writeError(w, http.StatusForbidden, "read_only", readOnlyMessage(err))
+			return
 		}
-		writeError(w, status, code, err.Error())
+		writeError(w, http.StatusBadRequest, "query_failed", queryMessage(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// queryMessage is the database's own message (a syntax error and its position,
+// a missing table) without the adapter's prefixes, which mean nothing to a user.
+func queryMessage(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"duckdb: query: ", "postgres: query: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+// readOnlyReasons reword the adapters' reasons for a refusal that would repeat
+// the sentence readOnlyMessage starts with.
+var readOnlyReasons = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`^only SELECT and EXPLAIN statements can run here \(this is an? (.+) statement\)$`), "it is a $1 statement"},
+	{regexp.MustCompile(`^only statements that return rows \(.*\) can run here$`), "it is not a query: it returns no rows"},
+	{regexp.MustCompile(`^queries may only read the integration schemas: `), ""},
+}
+
+// readOnlyMessage says in one sentence what the query endpoint runs, then why
+// this statement was refused (err wraps warehouse.ErrReadOnly).
+func readOnlyMessage(err error) string {
+	reason := queryMessage(err)
+	if _, after, ok := strings.Cut(reason, warehouse.ErrReadOnly.Error()); ok {
+		reason = strings.TrimLeft(after, ": ")
+	}
+	for _, r := range readOnlyReasons {
+		reason = r.re.ReplaceAllString(reason, r.repl)
+	}
+	msg := "Only a single read-only SELECT (or EXPLAIN of one) on the integration schemas can run here"
+	if reason == "" {
+		return msg + "."
+	}
+	return msg + "; this statement was refused: " + reason
 }
 
 func (a *API) integration(w http.ResponseWriter, r *http.Request) (*control.Integration, bool) {
@@ -266,6 +305,8 @@ func (a *API) controlError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, control.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, control.ErrAlreadyRevoked):
+		writeError(w, http.StatusConflict, "already_revoked", err.Error())
 	case errors.Is(err, control.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, control.ErrInvalid):

@@ -16,7 +16,7 @@ import (
 )
 
 // newAPI serves the admin API of a real control store on a real Pebble log, with
-// one integration (id 1) and one webhook URL (id 2), so that a route reached
+// one integration (id 1) and one webhook URL (id 1), so that a route reached
 // without the key would have something to show or change.
 func newAPI(t *testing.T) (*api.API, *httptest.Server, string) {
 	t.Helper()
@@ -42,8 +42,8 @@ func newAPI(t *testing.T) (*api.API, *httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.ID != 1 || u.ID != 2 {
-		t.Fatalf("ids %d, %d: the placeholders below assume 1 and 2", in.ID, u.ID)
+	if in.ID != 1 || u.ID != 1 {
+		t.Fatalf("ids %d, %d: the placeholders below assume 1 and 1", in.ID, u.ID)
 	}
 	a := &api.API{
 		Control:   ctl,
@@ -65,7 +65,7 @@ func fill(t *testing.T, pattern string) (string, string) {
 	if !ok || method == "" || !strings.HasPrefix(path, "/api/") {
 		t.Fatalf("route %q must be \"METHOD /api/...\"", pattern)
 	}
-	values := map[string]string{"{id}": "1", "{url_id}": "2"}
+	values := map[string]string{"{id}": "1", "{url_id}": "1"}
 	for ph, v := range values {
 		path = strings.ReplaceAll(path, ph, v)
 	}

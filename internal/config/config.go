@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -55,31 +56,59 @@ func Default() Config {
 	}
 }
 
+// serveGroups order the help of `hookhouse serve`; every flag is in one of them.
+var serveGroups = []FlagGroup{
+	{"Listening", []string{"listen", "public-url", "read-header-timeout", "read-timeout", "shutdown-timeout"}},
+	{"Storage", []string{"data", "retention", "warehouse", "query-dsn"}},
+	{"Receiving and loading", []string{"max-body", "batch-size", "batch-wait", "max-columns"}},
+	{"Logging", []string{"log-format", "log-level"}},
+	{"Other", nil},
+}
+
 // Parse builds a Config from args, with HOOKHOUSE_<FLAG> env twins as defaults
-// (flags win over env).
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	c := Default()
-	fs := flag.NewFlagSet("hookhouse serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	str := func(p *string, name, usage string) {
-		fs.StringVar(p, name, *p, usage+" (env "+envName(name)+")")
+// (flags win over env). For -h or --help it writes the help to help and returns
+// flag.ErrHelp. Unless --public-url is given, it follows --listen (see
+// DefaultPublicURL).
+func Parse(args []string, getenv func(string) string, help io.Writer) (Config, error) {
+	if help == nil {
+		help = io.Discard
 	}
-	str(&c.Data, "data", "data directory")
-	str(&c.Listen, "listen", "HTTP listen address")
-	str(&c.PublicURL, "public-url", "public base URL used to print webhook URLs")
-	str(&c.Warehouse, "warehouse", "warehouse: empty for embedded DuckDB, or postgres://user@host:5432/db")
-	str(&c.QueryDSN, "query-dsn", "PostgreSQL user for /api/v1/query, e.g. postgres://reader@host:5432/db; it must be able to read only the integration schemas (default: a role hookhouse creates and manages)")
+	c := Default()
+	c.PublicURL = ""
+	fs := flag.NewFlagSet("hookhouse serve", flag.ContinueOnError)
+	// Mistakes are returned as one-line errors; help is printed on request only.
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "listen on `ADDR`, host:port or :port")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base `URL` of the webhook URLs and the dashboard link hookhouse prints, as "+
+		"providers reach it (default http://localhost:<port> from --listen, or its host when it names one)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "cut off clients that do not send their headers in this `TIME`")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "cut off clients that do not send the whole request in this `TIME`")
+	fs.DurationVar(&c.ShutdownMax, "shutdown-timeout", c.ShutdownMax, "on SIGINT/SIGTERM, give in-flight requests and the open load batch this `TIME` to finish")
+
+	fs.StringVar(&c.Data, "data", c.Data, "`DIR` for the log, the control data, admin.key and the embedded DuckDB warehouse")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "keep loaded records in the log for `TIME`")
+	fs.StringVar(&c.Warehouse, "warehouse", c.Warehouse, "`URL` of a PostgreSQL warehouse, postgres://user@host:5432/db (default: the embedded DuckDB file in --data)")
+	fs.StringVar(&c.QueryDSN, "query-dsn", c.QueryDSN, "PostgreSQL login `URL` for /api/v1/query, e.g. postgres://reader@host:5432/db; "+
+		"it must be able to read only the integration schemas (default: a role hookhouse creates and manages)")
+
 	maxBody := byteSize(c.MaxBody)
-	fs.Var(&maxBody, "max-body", "request body limit after gzip decoding, e.g. 20MiB (env HOOKHOUSE_MAX_BODY)")
-	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "records per load batch (env HOOKHOUSE_BATCH_SIZE)")
-	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "longest time a load batch stays open (env HOOKHOUSE_BATCH_WAIT)")
-	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long loaded records stay in the log (env HOOKHOUSE_RETENTION)")
-	fs.IntVar(&c.MaxColumns, "max-columns", c.MaxColumns, "most columns per warehouse table (env HOOKHOUSE_MAX_COLUMNS)")
-	str(&c.LogFormat, "log-format", "log format: text or json")
-	str(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
-	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "cut off clients that do not send their headers in time (env HOOKHOUSE_READ_HEADER_TIMEOUT)")
-	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "cut off clients that do not send the whole request in time (env HOOKHOUSE_READ_TIMEOUT)")
-	fs.DurationVar(&c.ShutdownMax, "shutdown-timeout", c.ShutdownMax, "deadline for graceful shutdown (env HOOKHOUSE_SHUTDOWN_TIMEOUT)")
+	fs.Var(&maxBody, "max-body", "`SIZE` limit of a request body, after gzip decoding, e.g. 20MiB or 512KiB")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "close a load batch at `N` records")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "close a load batch when it is this `TIME` old")
+	fs.IntVar(&c.MaxColumns, "max-columns", c.MaxColumns, "most columns of a warehouse table; further fields go to _sdc_extra as JSON")
+
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `FORMAT`: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL`: debug, info, warn or error")
+	fs.Usage = func() {} // flag calls it on every mistake; help is printed below, on request
+	usage := func() {
+		fmt.Fprint(help, `Usage: hookhouse serve [flags]
+
+Run the server: webhook receiver, loader, admin API and dashboard. Each flag
+can also be set by its env twin, named below; a flag on the command line wins.
+
+`)
+		PrintFlags(help, fs, serveGroups, envName)
+	}
 
 	// Env twins first, so flags override them.
 	var envErr error
@@ -94,13 +123,35 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 		return c, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return c, err
+		}
+		return c, fmt.Errorf("config: %w (see 'hookhouse serve --help')", err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+		return c, fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))
 	}
 	c.MaxBody = int64(maxBody)
+	if c.PublicURL == "" {
+		c.PublicURL = DefaultPublicURL(c.Listen)
+	}
 	return c, c.Validate()
+}
+
+// DefaultPublicURL is where a server listening on listen is reached from its own
+// machine: http://localhost:<port> when listen names no host or a wildcard one
+// (":8082", "0.0.0.0:8082", "[::]:8082"), else http://<host>:<port>.
+func DefaultPublicURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return Default().PublicURL // Validate says what is wrong with listen
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Validate checks the settings and says what to change.
@@ -108,6 +159,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Data == "" {
 		errs = append(errs, errors.New("--data must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q must be host:port or :port, like :8080", c.Listen))
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("--public-url %q must be an http(s) URL like https://hooks.example.com", c.PublicURL))
@@ -167,8 +221,8 @@ func (c Config) String() string {
 	if c.QueryDSN != "" {
 		wh += " query-dsn=" + RedactDSN(c.QueryDSN)
 	}
-	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%d batch=%d/%s retention=%s max-columns=%d",
-		c.Data, c.Listen, c.PublicURL, wh, c.MaxBody, c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns)
+	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%s batch=%d/%s retention=%s max-columns=%d",
+		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns)
 }
 
 // redacted replaces a secret in a printed DSN.
@@ -308,7 +362,19 @@ func envName(flagName string) string {
 // byteSize parses 20MiB, 512KiB, 1048576.
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+// String is the size in the largest binary unit that divides it: 20MiB, 1536KiB, 100.
+func (b byteSize) String() string {
+	n := int64(b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 func (b *byteSize) Set(s string) error {
 	s = strings.TrimSpace(s)

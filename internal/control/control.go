@@ -56,9 +56,13 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
+	// ErrAlreadyRevoked is what RevokeURL returns for a URL revoked before; it is
+	// also an ErrConflict.
+	ErrAlreadyRevoked = fmt.Errorf("%w: already revoked", ErrConflict)
 )
 
-// Error carries a kind (ErrNotFound, ErrConflict, ErrInvalid) and a message for the user.
+// Error carries a kind (ErrNotFound, ErrConflict, ErrAlreadyRevoked, ErrInvalid) and a
+// message for the user.
 type Error struct {
 	Kind error
 	Msg  string
@@ -79,12 +83,25 @@ type KV interface {
 }
 
 const (
-	keyIntegration = "integration/"
-	keyURL         = "url/"
-	keyNextID      = "meta/next_id"
-	keyAdminHash   = "meta/admin_key_hash"
-	keyInstall     = "meta/installation_id"
+	keyIntegration     = "integration/"
+	keyURL             = "url/"
+	keyLastIntegration = "meta/last_integration_id"
+	keyLastURL         = "meta/last_url_id"
+	keyAdminHash       = "meta/admin_key_hash"
+	keyInstall         = "meta/installation_id"
+	// keySharedID is the last id of the one counter integrations and URLs drew
+	// from before each had its own. A state without the two keys above continues
+	// from it (see loadLastIDs), and every write still sets it to the larger of the two,
+	// so that an older hookhouse opening this state never hands out a taken id.
+	keySharedID = "meta/next_id"
 )
+
+// lastIDs are the last integration id and the last webhook URL id handed out.
+// Ids are never reused: integrations and URLs are only ever marked deleted or
+// revoked, never removed.
+type lastIDs struct {
+	integration, url int64
+}
 
 // Store is the control data, cached in memory.
 type Store struct {
@@ -93,7 +110,7 @@ type Store struct {
 	logger   *slog.Logger
 
 	mu           sync.RWMutex
-	nextID       int64 // shared by integrations and URLs: ids are never reused
+	last         lastIDs
 	integrations map[int64]*Integration
 	urls         map[int64]*WebhookURL
 	byHash       map[[32]byte]*WebhookURL
@@ -111,15 +128,6 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 		urls:         map[int64]*WebhookURL{},
 		byHash:       map[[32]byte]*WebhookURL{},
 		used:         map[int64]time.Time{},
-	}
-	if v, err := kv.Get(keyNextID); err == nil {
-		n, perr := strconv.ParseInt(string(v), 10, 64)
-		if perr != nil {
-			return nil, fmt.Errorf("control: corrupt %s: %w", keyNextID, perr)
-		}
-		s.nextID = n
-	} else if !errors.Is(err, notFound) {
-		return nil, fmt.Errorf("control: %w", err)
 	}
 	if v, err := kv.Get(keyAdminHash); err == nil {
 		s.adminHash = v
@@ -154,7 +162,61 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.loadLastIDs(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// loadLastIDs reads the id counters. A state written while integrations and URLs
+// shared one counter has neither: integrations continue after the highest
+// integration id, URLs after the shared counter, so every id stays what it was
+// and none is handed out twice.
+func (s *Store) loadLastIDs() error {
+	var maxIntegration, maxURL int64
+	for id := range s.integrations {
+		maxIntegration = max(maxIntegration, id)
+	}
+	for id := range s.urls {
+		maxURL = max(maxURL, id)
+	}
+	shared, _, err := s.counter(keySharedID)
+	if err != nil {
+		return err
+	}
+	last, ok, err := s.counter(keyLastIntegration)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		last = maxIntegration
+	}
+	s.last.integration = max(last, maxIntegration)
+	last, ok, err = s.counter(keyLastURL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		last = shared
+	}
+	s.last.url = max(last, maxURL)
+	return nil
+}
+
+// counter reads a stored id counter; ok is false when there is none.
+func (s *Store) counter(key string) (n int64, ok bool, err error) {
+	v, err := s.kv.Get(key)
+	if errors.Is(err, s.notFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("control: %w", err)
+	}
+	n, err = strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("control: corrupt %s: %w", key, err)
+	}
+	return n, true, nil
 }
 
 // ensureInstallation reads the installation id, creating it with the state on
@@ -259,20 +321,27 @@ func (s *Store) Create(req NewIntegration, now time.Time) (*Integration, error) 
 			return nil, fail(ErrConflict, "schema %s is already used by integration %d (%q); choose another name or schema", schema, in.ID, in.Name)
 		}
 	}
+	ids := s.last
+	ids.integration++
 	in := &Integration{
-		ID: s.nextID + 1, Name: name, Type: req.Type, Schema: schema,
+		ID: ids.integration, Name: name, Type: req.Type, Schema: schema,
 		PrimaryKey: req.PrimaryKey, CreatedAt: now.UTC().Truncate(time.Second),
 	}
-	if err := s.write(in.ID, map[string]any{keyIntegration + id(in.ID): in}); err != nil {
+	if err := s.write(ids, map[string]any{keyIntegration + id(in.ID): in}); err != nil {
 		return nil, err
 	}
 	s.integrations[in.ID] = in
 	return in, nil
 }
 
-// write stores values (JSON) and the id counter in one durable write.
-func (s *Store) write(nextID int64, vals map[string]any) error {
-	kvs := map[string][]byte{keyNextID: []byte(strconv.FormatInt(nextID, 10))}
+// write stores values (JSON) and the id counters in one durable write, then
+// takes ids as the store's counters.
+func (s *Store) write(ids lastIDs, vals map[string]any) error {
+	kvs := map[string][]byte{
+		keyLastIntegration: []byte(strconv.FormatInt(ids.integration, 10)),
+		keyLastURL:         []byte(strconv.FormatInt(ids.url, 10)),
+		keySharedID:        []byte(strconv.FormatInt(max(ids.integration, ids.url), 10)),
+	}
 	for k, v := range vals {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -283,7 +352,7 @@ func (s *Store) write(nextID int64, vals map[string]any) error {
 	if err := s.kv.Put(kvs); err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
-	s.nextID = nextID
+	s.last = ids
 	return nil
 }
 
@@ -348,7 +417,7 @@ func (s *Store) Delete(intID int64, now time.Time) error {
 			revoked[u.ID] = &c
 		}
 	}
-	if err := s.write(s.nextID, vals); err != nil {
+	if err := s.write(s.last, vals); err != nil {
 		return err
 	}
 	s.integrations[intID] = &d
@@ -385,11 +454,13 @@ func (s *Store) GenerateURL(intID int64, now time.Time) (*WebhookURL, string, er
 	if active >= MaxActiveURLs {
 		return nil, "", fail(ErrConflict, "integration %d already has %d active webhook URLs; revoke one before generating another", intID, MaxActiveURLs)
 	}
+	ids := s.last
+	ids.url++
 	u := &WebhookURL{
-		ID: s.nextID + 1, Integration: intID, Hash: hex.EncodeToString(h[:]),
+		ID: ids.url, Integration: intID, Hash: hex.EncodeToString(h[:]),
 		Hint: token[len(token)-4:], CreatedAt: now.UTC().Truncate(time.Second),
 	}
-	if err := s.write(u.ID, map[string]any{keyURL + id(u.ID): u}); err != nil {
+	if err := s.write(ids, map[string]any{keyURL + id(u.ID): u}); err != nil {
 		return nil, "", err
 	}
 	s.setURL(u.ID, u)
@@ -421,7 +492,8 @@ func (s *Store) URLs(intID int64) ([]WebhookURL, error) {
 	return out, nil
 }
 
-// RevokeURL revokes a URL immediately.
+// RevokeURL revokes a URL immediately. A URL revoked before is left as it is,
+// with an error of kind ErrAlreadyRevoked that says when.
 func (s *Store) RevokeURL(intID, urlID int64, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -433,12 +505,13 @@ func (s *Store) RevokeURL(intID, urlID int64, now time.Time) error {
 		return fail(ErrNotFound, "webhook URL %d not found in integration %d", urlID, intID)
 	}
 	if u.RevokedAt != nil {
-		return nil
+		return fail(ErrAlreadyRevoked, "webhook URL ****%s (id %d) of integration %d was already revoked at %s; nothing changed",
+			u.Hint, u.ID, intID, u.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	t := now.UTC().Truncate(time.Second)
 	c := *u
 	c.RevokedAt = &t
-	if err := s.write(s.nextID, map[string]any{keyURL + id(urlID): &c}); err != nil {
+	if err := s.write(s.last, map[string]any{keyURL + id(urlID): &c}); err != nil {
 		return err
 	}
 	s.setURL(urlID, &c)
@@ -495,7 +568,7 @@ func (s *Store) FlushLastUsed() error {
 		vals[keyURL+id(uid)] = &c
 		changed[uid] = &c
 	}
-	if err := s.write(s.nextID, vals); err != nil {
+	if err := s.write(s.last, vals); err != nil {
 		s.usedMu.Lock()
 		for uid, t := range used {
 			if _, newer := s.used[uid]; !newer {

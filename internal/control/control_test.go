@@ -1,6 +1,8 @@
 package control_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -111,6 +113,12 @@ func TestIntegrationsAndURLs(t *testing.T) {
 	if c.Authenticate(in.ID, tok1, now) || !c.Authenticate(in.ID, tok2, now) {
 		t.Fatal("revoke did not take effect at once, or hit the other URL")
 	}
+	// Revoking again changes nothing and says when it happened.
+	err = c.RevokeURL(in.ID, u1.ID, now.Add(time.Hour))
+	if !errors.Is(err, control.ErrAlreadyRevoked) || !errors.Is(err, control.ErrConflict) ||
+		!strings.Contains(err.Error(), "already revoked at "+now.UTC().Format(time.RFC3339)) {
+		t.Fatalf("second RevokeURL = %v, want ErrAlreadyRevoked with the first revocation's time", err)
+	}
 	if err := c.FlushLastUsed(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,12 +140,87 @@ func TestIntegrationsAndURLs(t *testing.T) {
 	if c.Authenticate(in.ID, tok2, now) {
 		t.Fatal("deleting the integration did not revoke its URLs")
 	}
+	// Integrations and URLs count separately, and a deleted integration's id stays taken.
 	in2, err := c.Create(control.NewIntegration{Name: "Other", Type: "webhooks", PrimaryKey: "id"}, now)
-	if err != nil || in2.ID <= u1.ID+1 {
-		t.Fatalf("new integration id %d reuses an id (last used %d): %v", in2.ID, u1.ID+1, err)
+	if err != nil || in2.ID != in.ID+1 {
+		t.Fatalf("second integration = %+v, %v; want id %d", in2, err, in.ID+1)
+	}
+	u3, _, err := c.GenerateURL(in2.ID, now)
+	if err != nil || u3.ID != 3 {
+		t.Fatalf("third URL = %+v, %v; want id 3", u3, err)
 	}
 	if _, err := c.Create(control.NewIntegration{Name: "Stitch Vero", Type: "vero"}, now); !errors.Is(err, control.ErrConflict) {
 		t.Fatalf("a deleted integration's schema was reusable: %v", err)
+	}
+}
+
+// TestSharedCounterUpgrade opens a state written while integrations and URLs drew
+// ids from one counter (meta/next_id): integrations 1 and 3, URLs 2 and 4, and 5
+// the last id handed out (URL 5 of integration 1 was revoked). Every id stays, the
+// tokens still work, integrations continue at 4 and URLs at 6.
+func TestSharedCounterUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := state.OpenPebble(dir, logger, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok2, tok4 := strings.Repeat("2", 64), strings.Repeat("4", 64)
+	hash := func(tok string) string { h := sha256.Sum256([]byte(tok)); return hex.EncodeToString(h[:]) }
+	old := map[string]string{
+		"meta/next_id":                     "5",
+		"integration/00000000000000000001": `{"id":1,"name":"Stitch Vero","type":"vero","schema":"stitch_vero","created_at":"2026-01-02T10:00:00Z"}`,
+		"integration/00000000000000000003": `{"id":3,"name":"Orders","type":"webhooks","schema":"orders","created_at":"2026-01-02T10:01:00Z"}`,
+		"url/00000000000000000002":         `{"id":2,"integration_id":1,"hash":"` + hash(tok2) + `","hint":"2222","created_at":"2026-01-02T10:00:00Z","last_used_at":null,"revoked_at":null}`,
+		"url/00000000000000000004":         `{"id":4,"integration_id":3,"hash":"` + hash(tok4) + `","hint":"4444","created_at":"2026-01-02T10:01:00Z","last_used_at":null,"revoked_at":null}`,
+		"url/00000000000000000005":         `{"id":5,"integration_id":1,"hash":"` + hash("gone") + `","hint":"gone","created_at":"2026-01-02T10:02:00Z","last_used_at":null,"revoked_at":"2026-01-02T10:03:00Z"}`,
+	}
+	kvs := map[string][]byte{}
+	for k, v := range old {
+		kvs[k] = []byte(v)
+	}
+	if err := st.Put(kvs); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	c, st := open(t, dir)
+	now := time.Now()
+	ins := c.Integrations()
+	if len(ins) != 2 || ins[0].ID != 1 || ins[1].ID != 3 || ins[1].Schema != "orders" {
+		t.Fatalf("integrations after the upgrade = %+v, want ids 1 and 3", ins)
+	}
+	if !c.Authenticate(1, tok2, now) || !c.Authenticate(3, tok4, now) || c.Authenticate(1, tok4, now) {
+		t.Fatal("the old webhook URLs do not authenticate as before")
+	}
+	in, err := c.Create(control.NewIntegration{Name: "Third", Type: "vero"}, now)
+	if err != nil || in.ID != 4 {
+		t.Fatalf("next integration = %+v, %v; want id 4 (after the highest, 3)", in, err)
+	}
+	u, _, err := c.GenerateURL(in.ID, now)
+	if err != nil || u.ID != 6 {
+		t.Fatalf("next URL = %+v, %v; want id 6 (after the shared counter, 5)", u, err)
+	}
+	// An older hookhouse reading meta/next_id would continue after every id taken.
+	if v, err := st.Get("meta/next_id"); err != nil || string(v) != "6" {
+		t.Errorf("meta/next_id = %q, %v; want 6", v, err)
+	}
+
+	// The counters themselves survive a restart.
+	st.Close()
+	c, st = open(t, dir)
+	defer st.Close()
+	in, err = c.Create(control.NewIntegration{Name: "Fourth", Type: "vero"}, now)
+	if err != nil || in.ID != 5 {
+		t.Fatalf("integration after a restart = %+v, %v; want id 5", in, err)
+	}
+	u, _, err = c.GenerateURL(1, now)
+	if err != nil || u.ID != 7 {
+		t.Fatalf("URL after a restart = %+v, %v; want id 7", u, err)
+	}
+	urls, err := c.URLs(1)
+	if err != nil || len(urls) != 3 || urls[0].ID != 2 || urls[1].ID != 5 || urls[1].RevokedAt == nil || urls[2].ID != 7 {
+		t.Fatalf("URLs of integration 1 = %+v, %v; want 2, 5 (revoked) and 7", urls, err)
 	}
 }
 
