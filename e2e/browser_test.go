@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/hookhouse/hookhouse/client"
+	"github.com/hookhouse/hookhouse/internal/config"
 )
 
 const (
@@ -136,9 +138,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 
 // TestDashboardInBrowser drives the dashboard in headless Chromium against the
 // real server: log in, add Vero, use the one-time URL, rotate it, watch loading
-// and the status page. It saves screenshots of the main pages into docs/img.
+// with charts and live numbers, see rejections, the status page, and a restart
+// that keeps the login. It saves screenshots of the main pages into docs/img.
 func TestDashboardInBrowser(t *testing.T) {
-	in := startServer(t, nil)
+	dataDir := t.TempDir()
+	in := startServer(t, func(c *config.Config) { c.Data = dataDir })
 	ctx := browser(t)
 	consoleErrs := consoleErrors(ctx)
 
@@ -252,9 +256,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"sent","user":{"id":1}}`)); status != 200 {
 		t.Fatalf("POST to the second URL = %d, want 200", status)
 	}
-	// userId and userid collide after naming: the record goes to _sdc_rejected.
-	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"sent","userId":1,"userid":2}`)); status != 200 {
-		t.Fatalf("POST to the second URL = %d, want 200", status)
+	// Two records the loader rejects into _sdc_rejected: userId and userid
+	// collide after naming, and a NUL character no warehouse text can hold.
+	for _, rec := range []string{`{"type":"sent","userId":1,"userid":2}`, `{"a":"x\u0000"}`} {
+		if status, body := post(t, in.hookURL(url2), "application/json", []byte(rec)); status != 200 {
+			t.Fatalf("POST %s to the second URL = %d %s, want 200", rec, status, body)
+		}
 	}
 	want := fmt.Sprint(len(files) + 1)
 
@@ -264,36 +271,107 @@ func TestDashboardInBrowser(t *testing.T) {
 		navigate(t, ctx, "reload", chromedp.Reload())
 		received, loaded = run(t, ctx, "received", text("#stat-received")), run(t, ctx, "loaded", text("#stat-loaded"))
 		rejected = run(t, ctx, "rejected", text("#stat-rejected"))
-		if loaded == want && rejected == "1" {
+		if loaded == want && rejected == "2" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("loaded %s of %s records and rejected %s of 1 after 30s (received %s)", loaded, want, rejected, received)
+			t.Fatalf("loaded %s of %s records and rejected %s of 2 after 30s (received %s)", loaded, want, rejected, received)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if received != fmt.Sprint(len(files)+2) {
-		t.Fatalf("received = %s, want %d", received, len(files)+2)
+	if received != fmt.Sprint(len(files)+3) {
+		t.Fatalf("received = %s, want %d", received, len(files)+3)
 	}
-	if reason := run(t, ctx, "rejected rows", text("#rejected tbody")); !strings.Contains(reason, "userid") {
-		t.Fatalf("rejected records show %q, want the userId/userid collision", reason)
+	reasons := run(t, ctx, "rejected rows", text("#rejected tbody"))
+	if !strings.Contains(reasons, "userid") || !strings.Contains(reasons, "NUL character") {
+		t.Fatalf("rejected records show %q, want the userId/userid collision and the NUL character", reasons)
 	}
 	rows := run(t, ctx, "recent rows", chromedp.Evaluate[[]string](
 		`Array.from(document.querySelectorAll("#recent tbody tr")).map(r => r.textContent)`))
-	header := run(t, ctx, "recent rows header", text("#recent thead"))
-	if fmt.Sprint(len(rows)) != want || !strings.Contains(header, "_sdc_sequence") || !strings.Contains(header, "user__email") {
-		t.Fatalf("recent rows: %d rows with header %q; want %s rows with _sdc_sequence and user__email", len(rows), header, want)
+	cols := run(t, ctx, "recent rows header", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#recent thead th")).map(th => th.textContent)`))
+	if fmt.Sprint(len(rows)) != want || !slices.Contains(cols, "user__email") {
+		t.Fatalf("recent rows: %d rows with columns %q; want %s rows with user__email", len(rows), cols, want)
+	}
+	// When and where in the log come first, not behind 40 columns of scrolling.
+	if len(cols) < 2 || cols[0] != "_sdc_received_at" || cols[1] != "_sdc_sequence" {
+		t.Fatalf("recent rows start with columns %q, want _sdc_received_at, _sdc_sequence", cols)
 	}
 	if !strings.Contains(rows[len(rows)-1], "ana@example.com") || !strings.Contains(rows[0], "sent") {
 		t.Fatalf("recent rows are not newest first: first %q, last %q", rows[0], rows[len(rows)-1])
 	}
+	// Rejections make the badge amber, not green "fresh".
+	if badge := run(t, ctx, "badge", text("#badge")); badge != "records rejected" {
+		t.Fatalf("the integration's badge is %q after 2 rejections, want \"records rejected\"", badge)
+	}
+	if class := run(t, ctx, "badge class", chromedp.Evaluate[string](`document.querySelector("#badge").className`)); !strings.Contains(class, "amber") {
+		t.Fatalf("the badge's class is %q, want amber", class)
+	}
+
+	// Charts: records, lag and refused answers, drawn as SVG with the data.
+	waitCharts(t, ctx, "integration page", []string{"#records", "#lag", "#refused"}, "#records")
+	if summary := run(t, ctx, "records chart summary", text("#records .summary")); !strings.Contains(summary, "received") ||
+		!strings.Contains(summary, "2 rejected in the last hour") {
+		t.Fatalf("records chart summary = %q, want the 2 rejected in the last hour", summary)
+	}
+	navigate(t, ctx, "day window", click(`nav.windows a[href="?window=day"]`))
+	if current := run(t, ctx, "current window", text(`nav.windows a[aria-current=page]`)); current != "Last day" {
+		t.Fatalf("the switcher marks %q after choosing the day", current)
+	}
+	waitCharts(t, ctx, "integration page, last day", []string{"#records", "#lag", "#refused"}, "#records")
+	if summary := run(t, ctx, "day summary", text("#records .summary")); !strings.Contains(summary, "in the last 24 hours") {
+		t.Fatalf("day window summary = %q", summary)
+	}
+	navigate(t, ctx, "hour window", click(`nav.windows a[href="?window=hour"]`))
+
+	// Live numbers: a record posted while the page is open shows up without a
+	// reload (the marker set on this document survives only if it is not reloaded).
+	run(t, ctx, "mark the document", chromedp.Evaluate[int](`window.__notReloaded = 1`))
+	before := run(t, ctx, "received", text("#stat-received"))
+	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"opened","user":{"id":2}}`)); status != 200 {
+		t.Fatalf("POST = %d", status)
+	}
+	wantReceived := fmt.Sprint(len(files) + 4)
+	run(t, ctx, "received updates in place", chromedp.Poll[bool](
+		fmt.Sprintf(`document.querySelector("#stat-received").textContent === %q && window.__notReloaded === 1`, wantReceived),
+		chromedp.WithPollingTimeout(20*time.Second)))
+	if before == wantReceived {
+		t.Fatalf("received was already %s before the POST", before)
+	}
+	if note := run(t, ctx, "live note", text("#live-note")); !strings.HasPrefix(note, "Live:") {
+		t.Fatalf("the live note says %q", note)
+	}
+	run(t, ctx, "loaded updates in place", chromedp.Poll[bool](
+		fmt.Sprintf(`document.querySelector("#stat-loaded").textContent === %q && window.__notReloaded === 1`, fmt.Sprint(len(files)+2)),
+		chromedp.WithPollingTimeout(20*time.Second)))
 	screenshot(t, ctx, "integration")
 
 	navigate(t, ctx, "list", click("header.top a.brand"))
 	badge, listed := run(t, ctx, "badge", text("#integrations tbody tr .badge")), run(t, ctx, "listed", text("#integrations tbody tr .loaded"))
-	if badge != "fresh" || listed != want {
-		t.Fatalf("list shows badge %q and loaded %s, want fresh and %s", badge, listed, want)
+	listRejected := run(t, ctx, "listed rejected", text("#integrations tbody tr .rejected"))
+	if badge != "records rejected" || listed != fmt.Sprint(len(files)+2) || listRejected != "2" {
+		t.Fatalf("list shows badge %q, loaded %s and rejected %s; want records rejected, %d and 2", badge, listed, listRejected, len(files)+2)
 	}
+	if class := run(t, ctx, "list badge class", chromedp.Evaluate[string](`document.querySelector("#integrations tbody tr .badge").className`)); !strings.Contains(class, "amber") {
+		t.Fatalf("the list's badge class is %q, want amber", class)
+	}
+	// The list charts all integrations, and every refused request: the 401 of
+	// the revoked URL is there.
+	waitCharts(t, ctx, "list", []string{"#all-records", "#all-lag", "#all-refused"}, "#all-records", "#all-refused")
+	if summary := run(t, ctx, "refused chart summary", text("#all-refused .summary")); !strings.Contains(summary, "× 401") {
+		t.Fatalf("refused chart summary = %q, want the 401 of the revoked URL", summary)
+	}
+	if n := run(t, ctx, "sparkline bars", chromedp.Evaluate[int](`document.querySelectorAll("#integrations svg.spark .bar.received").length`)); n == 0 {
+		t.Fatal("the list's sparkline has no bars")
+	}
+	// The list updates in place too.
+	run(t, ctx, "mark the document", chromedp.Evaluate[int](`window.__notReloaded = 1`))
+	if status, _ := post(t, in.hookURL(url2), "application/json", []byte(`{"type":"clicked","user":{"id":3}}`)); status != 200 {
+		t.Fatalf("POST = %d", status)
+	}
+	run(t, ctx, "list received updates in place", chromedp.Poll[bool](
+		fmt.Sprintf(`document.querySelector("#integrations tbody tr .received").textContent === %q && window.__notReloaded === 1`, fmt.Sprint(len(files)+5)),
+		chromedp.WithPollingTimeout(20*time.Second)))
 	screenshot(t, ctx, "integrations")
 
 	// 8. /status: every component operational, with details for the session.
@@ -308,13 +386,48 @@ func TestDashboardInBrowser(t *testing.T) {
 	do(t, ctx, "freshness table", chromedp.WaitVisible(chromedp.CSS("#freshness")))
 	screenshot(t, ctx, "status")
 
+	// 9. Restart the server on the same data dir and port: the login survives
+	// (sessions are kept hashed in the state), and so do the charts' history.
+	addr, firstLogs := in.Srv.Addr(), in.Logs
+	in.Stop(t)
+	in = startServer(t, func(c *config.Config) { c.Data = dataDir; c.Listen = addr })
+	navigate(t, ctx, "list after the restart", chromedp.Navigate(in.URL+"/"))
+	if title := run(t, ctx, "title", chromedp.Title()); !strings.HasPrefix(title, "Integrations") {
+		t.Fatalf("after a restart / shows %q, want the integrations list (still logged in)", title)
+	}
+	waitCharts(t, ctx, "list after the restart", []string{"#all-records"}, "#all-records")
+	navigate(t, ctx, "log out", click("header.top button.link"))
+	navigate(t, ctx, "list after logging out", chromedp.Navigate(in.URL+"/"))
+	if title := run(t, ctx, "title", chromedp.Title()); !strings.HasPrefix(title, "Log in") {
+		t.Fatalf("after logging out / shows %q, want the login page", title)
+	}
+
 	for _, e := range consoleErrs() {
 		t.Errorf("browser console: %s", e)
 	}
 	for _, tok := range []string{token1, token2, in.Key} {
-		if strings.Contains(in.Logs.String(), tok) {
+		if strings.Contains(firstLogs.String(), tok) || strings.Contains(in.Logs.String(), tok) {
 			t.Fatal("a secret reached the server log")
 		}
+	}
+}
+
+// waitCharts checks that each chart (a figure id) is an SVG with a title, and
+// waits until the ones in withData have bars: the history has the records.
+// (Lag is sampled every few seconds and is usually 0 here, so it may be empty.)
+func waitCharts(t *testing.T, ctx context.Context, what string, ids []string, withData ...string) {
+	t.Helper()
+	for _, id := range ids {
+		label := run(t, ctx, what+": chart "+id+" title", chromedp.Evaluate[string](
+			fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, "figure"+id+" svg > title")))
+		if label == "" {
+			t.Fatalf("%s: no chart %s with a title", what, id)
+		}
+	}
+	for _, id := range withData {
+		run(t, ctx, what+": chart "+id+" has bars", chromedp.Poll[bool](
+			fmt.Sprintf(`document.querySelectorAll(%q).length > 0`, "figure"+id+" svg .bar"),
+			chromedp.WithPollingTimeout(20*time.Second)))
 	}
 }
 

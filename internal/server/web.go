@@ -16,6 +16,9 @@ func (s *Server) registerWeb(mux *http.ServeMux) {
 	if s.web == nil {
 		d, err := web.New(web.Options{
 			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus,
+			History: s.history.Points, // opened in Open before the handler is built
+			// Logins are kept in the state (hashed), so a restart does not end them.
+			Sessions:  s.state,
 			PublicURL: s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
 		})
 		if err != nil {

@@ -55,7 +55,10 @@ func (w *Web) login(rw http.ResponseWriter, r *http.Request) {
 		w.showLogin(rw, r, http.StatusUnauthorized, "That is not the admin key. It was printed on first start and is in <data>/admin.key on the server.")
 		return
 	}
-	w.sessions.end(r) // a new id on every login: no session fixation
+	// A new id on every login: no session fixation.
+	if err := w.sessions.end(r); err != nil {
+		w.opts.Logger.Warn("could not delete the previous dashboard session", "err", err)
+	}
 	id, _ := w.sessions.create()
 	http.SetCookie(rw, &http.Cookie{
 		Name: sessionCookie, Value: id, Path: "/",
@@ -68,10 +71,22 @@ func (w *Web) login(rw http.ResponseWriter, r *http.Request) {
 	http.Redirect(rw, r, "/", http.StatusSeeOther)
 }
 
-// logout ends the session.
+// logout ends the session, here and in the stored state.
 func (w *Web) logout(rw http.ResponseWriter, r *http.Request) {
-	w.sessions.end(r)
+	err := w.sessions.end(r)
 	http.SetCookie(rw, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: w.secure || r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	if err != nil {
+		// The session is gone from memory and from this browser, but the state
+		// still has it: say so rather than pretend it is gone for good.
+		w.opts.Logger.Error("could not delete the dashboard session from the state; it is valid again after a restart until it expires", "err", err)
+		w.render(rw, r, http.StatusServiceUnavailable, "error.html", errorPage{
+			base: base{Title: "Logged out, not stored"},
+			Message: "You are logged out in this browser, but the server could not record the logout " +
+				"(is its disk full?). Until the session expires it would be valid again after a restart. Log in and out again once the disk has room.",
+			Back: "/login",
+		})
+		return
+	}
 	http.Redirect(rw, r, "/login", http.StatusSeeOther)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -29,6 +31,7 @@ type listRow struct {
 	In    control.Integration
 	Stats api.Stats
 	Fresh Freshness
+	Spark template.HTML // received per bucket of the window; empty without history
 }
 
 type listPage struct {
@@ -36,12 +39,15 @@ type listPage struct {
 	Rows    []listRow
 	Flash   string
 	LoadErr string
+	Live    live
 }
 
-// list is the integrations list with freshness at a glance.
+// list is the integrations list with freshness at a glance and the charts of
+// all integrations together.
 func (w *Web) list(rw http.ResponseWriter, r *http.Request) {
 	loadErr := loadError(w.opts.Status(r.Context(), false))
-	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr}
+	win := windowOf(r.URL.Query().Get("window"))
+	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr, Live: w.live("all-", 0, win)}
 	if id := r.URL.Query().Get("deleted"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			p.Flash = fmt.Sprintf("Integration %d deleted. Its webhook URLs are revoked; its warehouse data stays.", n)
@@ -49,10 +55,74 @@ func (w *Web) list(rw http.ResponseWriter, r *http.Request) {
 	}
 	for _, in := range w.opts.Control.Integrations() {
 		st := w.opts.Stats(in.ID)
-		p.Rows = append(p.Rows, listRow{In: in, Stats: st, Fresh: freshness(st, loadErr)})
+		pts := w.points(in.ID, win)
+		row := listRow{In: in, Stats: st, Fresh: freshness(st, loadErr, w.rejectionsOf(st, pts, win))}
+		if pts != nil {
+			row.Spark = sparkline(win, pts)
+		}
+		p.Rows = append(p.Rows, row)
+	}
+	if isFragment(r) {
+		w.renderFragment(rw, "list.html", "live", p)
+		return
 	}
 	w.render(rw, r, http.StatusOK, "list.html", p)
 }
+
+// live is what the polled parts of a page show besides the stats: the window
+// and its charts, and when the numbers were read.
+type live struct {
+	History bool
+	Win     windowView
+	Windows []windowView
+	Charts  []template.HTML
+	AsOf    time.Time
+}
+
+// live draws the charts of integration (0: all) over win.
+func (w *Web) live(idPrefix string, integration int64, win windowView) live {
+	l := live{History: w.opts.History != nil, Win: win, Windows: windows, AsOf: w.opts.Now()}
+	if pts := w.points(integration, win); pts != nil {
+		l.Charts = []template.HTML{
+			recordsChart(idPrefix+"records", win, pts),
+			lagChart(idPrefix+"lag", win, pts),
+			refusedChart(idPrefix+"refused", win, pts),
+		}
+	}
+	return l
+}
+
+// points is the history of integration (0: all) over win; nil without history.
+func (w *Web) points(integration int64, win windowView) []history.Point {
+	if w.opts.History == nil {
+		return nil
+	}
+	return w.opts.History(integration, win.W)
+}
+
+// rejectionsOf counts what the amber badge goes by: the records rejected in the
+// window's points or, without history, every rejection so far.
+func (w *Web) rejectionsOf(st api.Stats, pts []history.Point, win windowView) rejections {
+	if w.opts.History == nil {
+		return rejections{N: st.RecordsRejected, Span: "so far"}
+	}
+	var n int64
+	for _, p := range pts {
+		n += p.Rejected
+	}
+	return rejections{N: n, Span: win.Span}
+}
+
+// isFragment reports whether app.js asks for only the live parts of a page.
+//
+// Live numbers are polled, not pushed with server-sent events: a poll is a
+// short request like any other page (the same handler, session check, CSP and
+// no-store), while an event stream would be cut by the server's WriteTimeout,
+// hold a goroutine and a connection per open tab, and keep graceful shutdown
+// waiting for streams that never end. Every few seconds is as fresh as an
+// operator needs; the numbers are counters in memory and the charts come from
+// the history, so a poll does not touch the warehouse.
+func isFragment(r *http.Request) bool { return r.URL.Query().Get("fragment") == "1" }
 
 type newPage struct {
 	base
@@ -157,6 +227,7 @@ type integrationPage struct {
 	In          control.Integration
 	Stats       api.Stats
 	Fresh       Freshness
+	Live        live
 	URLs        []control.WebhookURL
 	Active      int
 	Max         int
@@ -175,6 +246,12 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if isFragment(r) {
+		p := integrationPage{In: *in}
+		w.fillLive(r, &p)
+		w.renderFragment(rw, "integration.html", "live", p)
+		return
+	}
 	flash := ""
 	q := r.URL.Query()
 	if id, err := strconv.ParseInt(q.Get("revoked"), 10, 64); err == nil {
@@ -191,6 +268,15 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 	w.showIntegration(rw, r, http.StatusOK, in, flash, "")
 }
 
+// fillLive reads what the polled part of the integration page shows: stats,
+// badge and charts.
+func (w *Web) fillLive(r *http.Request, p *integrationPage) {
+	win := windowOf(r.URL.Query().Get("window"))
+	p.Stats = w.opts.Stats(p.In.ID)
+	p.Live = w.live("", p.In.ID, win)
+	p.Fresh = freshness(p.Stats, loadError(w.opts.Status(r.Context(), false)), w.rejectionsOf(p.Stats, w.points(p.In.ID, win), win))
+}
+
 func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status int, in *control.Integration, flash, errMsg string) {
 	urls, err := w.opts.Control.URLs(in.ID)
 	if err != nil {
@@ -198,13 +284,12 @@ func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status in
 		w.fail(rw, r, http.StatusNotFound, msg)
 		return
 	}
-	st := w.opts.Stats(in.ID)
 	p := integrationPage{
-		base: w.base(r, in.Name), In: *in, Stats: st, URLs: urls, Max: control.MaxActiveURLs,
+		base: w.base(r, in.Name), In: *in, URLs: urls, Max: control.MaxActiveURLs,
 		Once: randomToken(), Flash: flash, Error: errMsg, Events: veroEvents,
 		Example: api.WebhookURL(w.opts.PublicURL, in.ID, "<TOKEN>"),
 	}
-	p.Fresh = freshness(st, loadError(w.opts.Status(r.Context(), false)))
+	w.fillLive(r, &p)
 	for _, u := range urls {
 		if u.RevokedAt == nil {
 			p.Active++
@@ -238,24 +323,31 @@ func (w *Web) recent(ctx context.Context, schema, table, orderBy string) rows {
 	return rows{Columns: res.Columns, Rows: res.Rows, Missing: len(res.Rows) == 0}
 }
 
-// fieldsFirst moves the _sdc_* columns after the record's own fields, so the
-// page shows the data first; _sdc_sequence stays first of them.
+// fieldsFirst orders the data table's columns for reading: when a record
+// arrived and its place in the log (_sdc_received_at, _sdc_sequence) on the
+// left, where they are seen without scrolling a wide table, then the record's
+// own fields, then the other _sdc columns.
 func fieldsFirst(res *warehouse.Result) *warehouse.Result {
 	var order []int
+	pick := func(name string) {
+		for i, c := range res.Columns {
+			if c == name && !slices.Contains(order, i) {
+				order = append(order, i)
+			}
+		}
+	}
+	pick(warehouse.ColReceivedAt)
+	pick(warehouse.ColSequence)
 	for i, c := range res.Columns {
 		if !strings.HasPrefix(c, "_sdc") && !strings.HasPrefix(c, "__sdc") {
 			order = append(order, i)
 		}
 	}
-	for _, c := range []string{warehouse.ColSequence, warehouse.ColReceivedAt, warehouse.ColBatchedAt, warehouse.ColPrimaryKey, warehouse.ColTableVersion} {
-		for i, name := range res.Columns {
-			if name == c {
-				order = append(order, i)
-			}
-		}
+	for _, c := range []string{warehouse.ColBatchedAt, warehouse.ColPrimaryKey, warehouse.ColTableVersion} {
+		pick(c)
 	}
-	for i, c := range res.Columns { // any other _sdc column, e.g. _sdc_extra
-		if (strings.HasPrefix(c, "_sdc") || strings.HasPrefix(c, "__sdc")) && !slices.Contains(order, i) {
+	for i := range res.Columns { // any other _sdc column, e.g. _sdc_extra
+		if !slices.Contains(order, i) {
 			order = append(order, i)
 		}
 	}

@@ -28,8 +28,10 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	st := w.opts.Status(r.Context(), details)
 	p := statusPage{base: w.base(r, "Status"), Status: st, Details: details}
 	loadErr := loadError(st)
+	win := windowOf("") // the badge here goes by the last hour, like the list's default
 	for _, in := range st.Integrations {
-		p.Rows = append(p.Rows, statusRow{IntegrationStatus: in, Fresh: freshness(in.Stats, loadErr)})
+		rej := w.rejectionsOf(in.Stats, w.points(in.ID, win), win)
+		p.Rows = append(p.Rows, statusRow{IntegrationStatus: in, Fresh: freshness(in.Stats, loadErr, rej)})
 	}
 	rw.Header().Set("Cache-Control", "no-store")
 	code := http.StatusOK

@@ -17,29 +17,50 @@ import (
 // still counts as fresh.
 const FreshLag = 60 * time.Second
 
-// Freshness is the badge of an integration: green (OK) or red.
+// Freshness is the badge of an integration: green, amber or red.
 type Freshness struct {
-	OK    bool
+	Color string // green, amber or red: the badge's CSS class
 	Label string
 	Why   string
 }
 
-// freshness is the badge rule: green when loading has no errors and the
-// integration is caught up (backlog 0) or its oldest waiting record is younger
-// than FreshLag; red otherwise.
-func freshness(st api.Stats, loadErr string) Freshness {
+// rejections is what the amber badge goes by: how many records were rejected
+// in Span. With history that is the window the page shows, so the badge agrees
+// with the charts beside it and turns green again once the rejections are
+// older than the window; without history it is every rejection so far.
+type rejections struct {
+	N    int64
+	Span string // "in the last hour", "so far"
+}
+
+// freshness is the badge rule. Red when loading has errors, or the oldest
+// waiting record is FreshLag old or older. Amber when records were rejected:
+// loading works, but some records are in _sdc_rejected instead of data, and
+// received 6 / loaded 3 in green would look like data loss. Green otherwise:
+// caught up (backlog 0), or the oldest waiting record is younger than FreshLag.
+func freshness(st api.Stats, loadErr string, rej rejections) Freshness {
 	switch {
 	case loadErr != "":
-		return Freshness{Label: "failing", Why: capitalize(loadErr)}
+		return Freshness{Color: "red", Label: "failing", Why: capitalize(loadErr)}
 	case st.Backlog > 0 && st.LagSeconds >= FreshLag.Seconds():
-		return Freshness{Label: "behind", Why: fmt.Sprintf("%d records are waiting; the oldest for %s", st.Backlog, seconds(st.LagSeconds))}
+		return Freshness{Color: "red", Label: "behind", Why: fmt.Sprintf("%d records are waiting; the oldest for %s", st.Backlog, seconds(st.LagSeconds))}
+	case rej.N > 0:
+		return Freshness{Color: "amber", Label: "records rejected", Why: fmt.Sprintf("%s %s rejected %s: see Rejected records for the reasons; the others load as usual",
+			groupDigits(rej.N), plural(rej.N, "record was", "records were"), rej.Span)}
 	case st.RecordsReceived == 0:
-		return Freshness{OK: true, Label: "fresh", Why: "No events received yet"}
+		return Freshness{Color: "green", Label: "fresh", Why: "No events received yet"}
 	case st.Backlog == 0:
-		return Freshness{OK: true, Label: "fresh", Why: "Every received record is loaded"}
+		return Freshness{Color: "green", Label: "fresh", Why: "Every received record is loaded"}
 	default:
-		return Freshness{OK: true, Label: "fresh", Why: fmt.Sprintf("%d records loading, the oldest is %s old", st.Backlog, seconds(st.LagSeconds))}
+		return Freshness{Color: "green", Label: "fresh", Why: fmt.Sprintf("%d records loading, the oldest is %s old", st.Backlog, seconds(st.LagSeconds))}
 	}
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // loadError is why loading is unhealthy according to the status report, or "".

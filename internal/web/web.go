@@ -4,7 +4,9 @@
 //
 // Security model:
 //   - A session is a random 32-byte id in an HttpOnly, SameSite=Strict cookie with an
-//     expiry (Secure when the public URL is https); sessions live in memory.
+//     expiry (Secure when the public URL is https). Sessions are kept in memory and
+//     in hookhouse's state (Options.Sessions) under the SHA-256 of the id, never
+//     the id, so they survive a restart; expired ones are deleted.
 //   - Every form carries a per-session CSRF token (compared in constant time); a POST
 //     without it gets 403. The login form, which has no session yet, uses a
 //     double-submit cookie instead. Cross-origin POSTs are refused as well
@@ -31,6 +33,7 @@ import (
 
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -91,6 +94,11 @@ type Options struct {
 	Stats     func(integration int64) api.Stats
 	Warehouse Warehouse
 	Status    func(ctx context.Context, details bool) Status
+	// History gives the points of an integration's charts (0: all of them),
+	// oldest first, one per bucket of the window. Nil: no charts.
+	History func(integration int64, w history.Window) []history.Point
+	// Sessions keeps logins across restarts (state.Pebble). Nil: in memory only.
+	Sessions SessionStore
 	// PublicURL builds webhook URLs; an https URL also makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
@@ -133,7 +141,7 @@ func New(opts Options) (*Web, error) {
 		opts:     opts,
 		secure:   strings.HasPrefix(strings.ToLower(opts.PublicURL), "https://"),
 		pages:    pages,
-		sessions: newSessions(opts.SessionTTL, opts.Now),
+		sessions: newSessions(opts.SessionTTL, opts.Now, opts.Sessions, opts.Logger),
 		static:   http.StripPrefix("/static/", http.FileServerFS(static)),
 		origin:   http.NewCrossOriginProtection(),
 	}
@@ -302,6 +310,25 @@ func (w *Web) render(rw http.ResponseWriter, r *http.Request, status int, page s
 	}
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rw.WriteHeader(status)
+	rw.Write(buf.Bytes())
+}
+
+// renderFragment executes one named template of a page, without the layout:
+// the live parts that app.js polls for (see isFragment in pages.go).
+func (w *Web) renderFragment(rw http.ResponseWriter, page, name string, data any) {
+	t := w.pages[page]
+	var buf bytes.Buffer
+	if t == nil || t.Lookup(name) == nil {
+		w.opts.Logger.Error("no such fragment template", "page", page, "fragment", name)
+		http.Error(rw, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+		w.opts.Logger.Error("render fragment", "page", page, "err", err)
+		http.Error(rw, "internal error: the fragment could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rw.Write(buf.Bytes())
 }
 

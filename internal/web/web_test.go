@@ -251,11 +251,16 @@ func TestPagesRender(t *testing.T) {
 				t.Error("webhooks page does not show its primary key")
 			}
 		}
-		// Columns of data: the record's fields before the _sdc columns.
-		if i, j := strings.Index(page, "<th>type</th>"), strings.Index(page, "<th>_sdc_sequence</th>"); i < 0 || j < i {
-			t.Errorf("recent rows columns are not fields first")
+		// Columns of data: when and where in the log first, then the record's fields.
+		i, j, k := strings.Index(page, "<th>_sdc_received_at</th>"), strings.Index(page, "<th>_sdc_sequence</th>"), strings.Index(page, "<th>type</th>")
+		if i < 0 || j < i || k < j {
+			t.Errorf("recent rows columns are not _sdc_received_at, _sdc_sequence, then the fields")
 		}
-		for _, p := range []string{ipath + "/delete", ipath + "/urls/" + itoa(in.ID+1) + "/revoke", "/", "/status", "/integrations/new"} {
+		urls, err := e.ctl.URLs(in.ID)
+		if err != nil || len(urls) != 1 {
+			t.Fatalf("URLs of %d: %v, %v", in.ID, urls, err)
+		}
+		for _, p := range []string{ipath + "/delete", ipath + "/urls/" + itoa(urls[0].ID) + "/revoke", "/", "/status", "/integrations/new"} {
 			if resp, body := b.do("GET", p, nil); resp.StatusCode != 200 || strings.Contains(body, m[1]) {
 				t.Errorf("GET %s = %d (token shown: %v)", p, resp.StatusCode, strings.Contains(body, m[1]))
 			}
@@ -368,21 +373,31 @@ func TestStatusDetails(t *testing.T) {
 }
 
 func TestFreshness(t *testing.T) {
+	none := rejections{Span: "in the last hour"}
 	for _, c := range []struct {
 		name    string
 		st      api.Stats
 		loadErr string
-		ok      bool
+		rej     rejections
+		color   string
 	}{
-		{"nothing yet", api.Stats{}, "", true},
-		{"caught up", api.Stats{RecordsReceived: 10, RecordsLoaded: 10}, "", true},
-		{"loading, young", api.Stats{RecordsReceived: 10, Backlog: 4, LagSeconds: 59.4}, "", true},
-		{"behind", api.Stats{RecordsReceived: 10, Backlog: 4, LagSeconds: 60}, "", false},
-		{"load errors", api.Stats{RecordsReceived: 10, RecordsLoaded: 10}, "warehouse unreachable", false},
+		{"nothing yet", api.Stats{}, "", none, "green"},
+		{"caught up", api.Stats{RecordsReceived: 10, RecordsLoaded: 10}, "", none, "green"},
+		{"loading, young", api.Stats{RecordsReceived: 10, Backlog: 4, LagSeconds: 59.4}, "", none, "green"},
+		{"behind", api.Stats{RecordsReceived: 10, Backlog: 4, LagSeconds: 60}, "", none, "red"},
+		{"load errors", api.Stats{RecordsReceived: 10, RecordsLoaded: 10}, "warehouse unreachable", none, "red"},
+		// Rejected earlier but not in the window: green, counts still shown.
+		{"rejected before the window", api.Stats{RecordsReceived: 6, RecordsLoaded: 3, RecordsRejected: 3}, "", none, "green"},
+		{"rejected in the window", api.Stats{RecordsReceived: 6, RecordsLoaded: 3, RecordsRejected: 3}, "", rejections{3, "in the last hour"}, "amber"},
+		{"rejected and behind", api.Stats{RecordsReceived: 6, Backlog: 3, LagSeconds: 90}, "", rejections{3, "in the last hour"}, "red"},
 	} {
-		if got := freshness(c.st, c.loadErr); got.OK != c.ok || got.Why == "" {
-			t.Errorf("%s: %+v, want OK=%v", c.name, got, c.ok)
+		if got := freshness(c.st, c.loadErr, c.rej); got.Color != c.color || got.Why == "" {
+			t.Errorf("%s: %+v, want %s", c.name, got, c.color)
 		}
+	}
+	if got := freshness(api.Stats{RecordsReceived: 6}, "", rejections{1, "in the last hour"}); got.Label != "records rejected" ||
+		!strings.Contains(got.Why, "1 record was rejected in the last hour") {
+		t.Errorf("amber badge: %+v", got)
 	}
 	st := Status{Components: []Component{{"loader", Degraded, "loading has been failing"}}}
 	if loadError(st) != "loading has been failing" {
@@ -391,7 +406,7 @@ func TestFreshness(t *testing.T) {
 }
 
 func TestOnceIsBounded(t *testing.T) {
-	s := newSessions(time.Hour, time.Now)
+	s := newSessions(time.Hour, time.Now, nil, slog.New(slog.DiscardHandler))
 	_, sess := s.create()
 	if s.useOnce(sess, "") {
 		t.Fatal("an empty nonce was accepted")

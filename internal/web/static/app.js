@@ -1,6 +1,7 @@
 // The dashboard works without this file except for the Copy button; it also
 // previews the schema name while typing (the Preview button does the same
-// without JavaScript, and the server's answer is the one that counts).
+// without JavaScript, and the server's answer is the one that counts), and
+// keeps the numbers and charts current (without it, a reload does that).
 (function () {
   "use strict";
 
@@ -43,5 +44,68 @@
     name.addEventListener("input", function () {
       preview.textContent = schemaName(name.value.trim()) || "—";
     });
+  }
+
+  // Live numbers: every few seconds, fetch the page's live parts as HTML
+  // (the same URL with fragment=1, rendered by the server's templates) and
+  // swap each [data-live] element for the one with the same id. Polling, not
+  // server-sent events: see isFragment in internal/web/pages.go. Nothing is
+  // fetched while the tab is hidden; it catches up as soon as it is visible.
+  var every = 5000;
+  var note = document.querySelector("[data-live-note]");
+  if (document.querySelector("[data-live]")) {
+    var timer = null;
+    var busy = false;
+    var schedule = function () {
+      clearTimeout(timer);
+      timer = null;
+      if (document.visibilityState !== "hidden") {
+        timer = setTimeout(poll, every);
+      }
+    };
+    var say = function (text) { if (note) { note.textContent = text; } };
+    // UTC, like every time the server shows.
+    var clock = function () { return new Date().toISOString().slice(11, 19) + " UTC"; };
+    var poll = function () {
+      if (busy || document.visibilityState === "hidden") { return; }
+      busy = true;
+      var url = new URL(window.location.href);
+      url.searchParams.set("fragment", "1");
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "text/html" } })
+        .then(function (resp) {
+          if (resp.redirected) {
+            // The session ended (logged out, expired): show the login page.
+            window.location.reload();
+            throw new Error("session ended");
+          }
+          if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          return resp.text();
+        })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          document.querySelectorAll("[data-live]").forEach(function (el) {
+            var fresh = doc.getElementById(el.id);
+            if (fresh) { el.replaceWith(document.importNode(fresh, true)); }
+          });
+          say("Live: updated every " + every / 1000 + " s while this tab is visible; last update " + clock() + ".");
+        })
+        .catch(function () {
+          say("Live updates failed at " + clock() + "; retrying every " + every / 1000 + " s. Reload the page if this persists.");
+        })
+        .then(function () {
+          busy = false;
+          schedule();
+        });
+    };
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") {
+        clearTimeout(timer);
+        timer = null;
+      } else {
+        poll(); // catch up at once, then every few seconds
+      }
+    });
+    say("Live: updated every " + every / 1000 + " s while this tab is visible.");
+    schedule();
   }
 })();
