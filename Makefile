@@ -7,7 +7,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Packages without cgo run under the race detector.
-RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/
+RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/ ./internal/verify/ ./internal/secretbox/ ./internal/history/
 FUZZTIME ?= 10s
 
 .PHONY: build run test fuzz-short fuzz-long bench soak screenshots lint deps clean
@@ -29,6 +29,7 @@ run: build
 
 deps:
 	./scripts/deps.sh
+	./scripts/npm-test-deps.sh
 
 test: deps build
 	$(GO) vet ./...
@@ -39,6 +40,7 @@ test: deps build
 fuzz-short:
 	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./internal/ingest/
 	$(GO) test -run='^$$' -fuzz=FuzzFlatten -fuzztime=$(FUZZTIME) ./internal/loader/
+	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$(FUZZTIME) ./internal/verify/
 
 # The crash matrix with many kills per warehouse (make test runs 5 per warehouse).
 SOAK_KILLS ?= 25
@@ -54,7 +56,7 @@ screenshots: deps
 	HOOKHOUSE_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run 'TestDashboardInBrowser' ./e2e/
 
 bench: deps build
-	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/ ./internal/verify/ ./internal/history/
 	$(GO) run ./cmd/bench -bin bin/hookhouse
 
 lint:

@@ -38,6 +38,33 @@ func (c *Client) CreateIntegration(ctx context.Context, in NewIntegration) (*Int
 	return &out, nil
 }
 
+// AddSecret adds a signing secret to a verifying integration, for a rotation
+// (a third is refused with a 409). secret "" asks for a generated one, returned
+// once in the answer's Secret.
+func (c *Client) AddSecret(ctx context.Context, integrationID int64, secret string) (*Secret, error) {
+	var out Secret
+	body := map[string]string{"secret": secret}
+	if err := c.request.do(ctx, http.MethodPost, integrationPath(integrationID)+"/secrets", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Secrets lists an integration's signing secrets by hint.
+func (c *Client) Secrets(ctx context.Context, integrationID int64) ([]Secret, error) {
+	var out []Secret
+	if err := c.request.do(ctx, http.MethodGet, integrationPath(integrationID)+"/secrets", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RemoveSecret removes a signing secret, ending a rotation; the last one
+// cannot be removed (409).
+func (c *Client) RemoveSecret(ctx context.Context, integrationID, secretID int64) error {
+	return c.request.do(ctx, http.MethodDelete, fmt.Sprintf("%s/secrets/%d", integrationPath(integrationID), secretID), nil, nil)
+}
+
 // Integrations lists every integration, without stats.
 func (c *Client) Integrations(ctx context.Context) ([]Integration, error) {
 	var out []Integration

@@ -32,8 +32,49 @@ type Integration struct {
 	Schema     string    `json:"schema"`
 	PrimaryKey string    `json:"primary_key,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Verify is how deliveries are signed (type webhooks); nil: not verified.
+	Verify *Verify `json:"verify,omitempty"`
+	// Secrets lists the signing secrets by hint; never the secrets.
+	Secrets []Secret `json:"secrets,omitempty"`
+	// Secret is a generated signing secret, only in CreateIntegration's answer.
+	Secret string `json:"secret,omitempty"`
 	// Stats is only filled by Client.Integration, not by the listing.
 	Stats *Stats `json:"stats,omitempty"`
+}
+
+// Verify is an integration's signature verification (see docs/api.md): the
+// scheme (standard-webhooks, stripe, github, shopify, slack, zoom, meta, hmac),
+// enforce or monitor, the timestamp tolerance, and for the generic hmac scheme
+// how the sender signs. Secret is only sent, on creation; "" asks the server
+// to generate one where the scheme allows.
+type Verify struct {
+	Scheme          string `json:"scheme"`
+	Secret          string `json:"secret,omitempty"`
+	Mode            string `json:"mode,omitempty"`
+	Tolerance       string `json:"tolerance,omitempty"`
+	Algorithm       string `json:"algorithm,omitempty"`
+	Header          string `json:"header,omitempty"`
+	Prefix          string `json:"prefix,omitempty"`
+	Encoding        string `json:"encoding,omitempty"`
+	Signed          string `json:"signed,omitempty"`
+	TimestampHeader string `json:"timestamp_header,omitempty"`
+	IDHeader        string `json:"id_header,omitempty"`
+	VerifyToken     string `json:"verify_token,omitempty"`
+}
+
+// Secret is one signing secret as the server shows it: its hint (last 4
+// characters), never the secret, except Secret in the answer that generated it.
+type Secret struct {
+	ID        int64     `json:"id"`
+	Hint      string    `json:"hint"`
+	CreatedAt time.Time `json:"created_at"`
+	Secret    string    `json:"secret,omitempty"`
+}
+
+// Failure is a signature failure: when, and the reason (never a secret).
+type Failure struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
 }
 
 // Stats tells how far loading of one integration has come.
@@ -47,6 +88,10 @@ type Stats struct {
 	LagSeconds      float64    `json:"lag_seconds"`
 	// LoadError says why loading is failing; "" while it works.
 	LoadError string `json:"load_error,omitempty"`
+	// For integrations that verify signatures.
+	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
+	LastSignatureFailure *Failure `json:"last_signature_failure,omitempty"`
+	RecordsDeduplicated  *int64   `json:"records_deduplicated,omitempty"`
 }
 
 // NewIntegration is the request to create an integration. Schema is derived from Name
@@ -56,6 +101,7 @@ type NewIntegration struct {
 	Type       string `json:"type"`
 	Schema     string `json:"schema,omitempty"`
 	PrimaryKey string `json:"primary_key,omitempty"`
+	Verify     *Verify `json:"verify,omitempty"`
 }
 
 // WebhookURL is one secret URL of an integration. URL is set only in the answer to

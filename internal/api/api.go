@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/verify"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -29,6 +30,17 @@ type Stats struct {
 	LagSeconds      float64    `json:"lag_seconds"`
 	// LoadError says why loading this integration is failing; absent while it works.
 	LoadError string `json:"load_error,omitempty"`
+	// For integrations that verify signatures: failures since the server
+	// started, the last one's time and reason, and redeliveries dropped.
+	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
+	LastSignatureFailure *Failure `json:"last_signature_failure,omitempty"`
+	RecordsDeduplicated  *int64   `json:"records_deduplicated,omitempty"`
+}
+
+// Failure is one signature failure: when, and why (never a secret or a value).
+type Failure struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
 }
 
 // Querier runs read-only SQL (a warehouse).
@@ -63,6 +75,9 @@ func (a *API) Routes() []Route {
 		{"POST /api/v1/integrations/{id}/webhook-urls", a.generateURL},
 		{"GET /api/v1/integrations/{id}/webhook-urls", a.listURLs},
 		{"DELETE /api/v1/integrations/{id}/webhook-urls/{url_id}", a.revokeURL},
+		{"POST /api/v1/integrations/{id}/secrets", a.addSecret},
+		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
+		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
 		{"POST /api/v1/query", a.query},
 	}
 }
@@ -103,29 +118,52 @@ func BearerKey(r *http.Request) (string, bool) {
 
 type integrationJSON struct {
 	control.Integration
-	DeletedAt *time.Time `json:"deleted_at,omitempty"`
-	Stats     *Stats     `json:"stats,omitempty"`
+	DeletedAt *time.Time     `json:"deleted_at,omitempty"`
+	Verify    *verify.Config `json:"verify,omitempty"`
+	Secrets   []SecretJSON   `json:"secrets,omitempty"`
+	// Secret is a generated signing secret, only in the answer that made it.
+	Secret string `json:"secret,omitempty"`
+	Stats  *Stats `json:"stats,omitempty"`
+}
+
+// integrationView is in as answers show it.
+func (a *API) integrationView(in control.Integration) integrationJSON {
+	out := integrationJSON{Integration: in, Verify: shownVerify(in)}
+	if in.Verify != nil {
+		list, _ := a.Control.Secrets(in.ID)
+		out.Secrets = make([]SecretJSON, len(list))
+		for i, s := range list {
+			out.Secrets[i] = secretJSON(s)
+		}
+	}
+	return out
 }
 
 func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) {
-	var req control.NewIntegration
+	var req createRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	in, err := a.Control.Create(req, time.Now())
+	if req.Verify != nil {
+		cfg := req.Verify.Config
+		req.NewIntegration.Verify, req.NewIntegration.Secret = &cfg, req.Verify.Secret
+	}
+	in, revealed, err := a.Control.CreateRevealing(req.NewIntegration, time.Now())
 	if err != nil {
 		a.controlError(w, err)
 		return
 	}
 	a.Logger.Info("integration created", "integration", in.ID, "schema", in.Schema, "type", in.Type)
-	writeJSON(w, http.StatusCreated, integrationJSON{Integration: *in})
+	out := a.integrationView(*in)
+	out.Secret = revealed
+	writeJSON(w, http.StatusCreated, out)
 }
 
 func (a *API) listIntegrations(w http.ResponseWriter, r *http.Request) {
 	list := a.Control.Integrations()
 	out := make([]integrationJSON, len(list))
 	for i, in := range list {
-		out[i] = integrationJSON{Integration: in}
+		out[i] = a.integrationView(in)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -136,7 +174,9 @@ func (a *API) getIntegration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := a.Stats(in.ID)
-	writeJSON(w, http.StatusOK, integrationJSON{Integration: *in, Stats: &st})
+	out := a.integrationView(*in)
+	out.Stats = &st
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) deleteIntegration(w http.ResponseWriter, r *http.Request) {

@@ -65,7 +65,7 @@ func fill(t *testing.T, pattern string) (string, string) {
 	if !ok || method == "" || !strings.HasPrefix(path, "/api/") {
 		t.Fatalf("route %q must be \"METHOD /api/...\"", pattern)
 	}
-	values := map[string]string{"{id}": "1", "{url_id}": "1"}
+	values := map[string]string{"{id}": "1", "{url_id}": "1", "{secret_id}": "1"}
 	for ph, v := range values {
 		path = strings.ReplaceAll(path, ph, v)
 	}

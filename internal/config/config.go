@@ -23,6 +23,9 @@ type Config struct {
 	PublicURL   string        // base URL printed in webhook URLs
 	Warehouse   string        // "" = embedded DuckDB; postgres://… = PostgreSQL
 	QueryDSN    string        // PostgreSQL only: who /api/v1/query connects as; "" = a role hookhouse manages
+	// SecretKey seals signing secrets at rest: HOOKHOUSE_SECRET_KEY (env only, so
+	// it stays out of process listings), or "" for <data>/secret.key. Never printed.
+	SecretKey string
 	MaxBody     int64         // request body limit after gzip decoding
 	BatchSize   int           // records per load batch
 	BatchWait   time.Duration // max age of an open batch
@@ -75,6 +78,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 	}
 	c := Default()
 	c.PublicURL = ""
+	c.SecretKey = getenv("HOOKHOUSE_SECRET_KEY")
 	fs := flag.NewFlagSet("hookhouse serve", flag.ContinueOnError)
 	// Mistakes are returned as one-line errors; help is printed on request only.
 	fs.SetOutput(io.Discard)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
 // Integration types.
@@ -36,8 +38,13 @@ type Integration struct {
 	Type       string     `json:"type"`
 	Schema     string     `json:"schema"`
 	PrimaryKey string     `json:"primary_key,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
+	// Verify, for type webhooks, is how deliveries are signed; nil: the secret
+	// URL alone authenticates. Its secrets are kept apart (secrets.go).
+	Verify *verify.Config `json:"verify,omitempty"`
+	// DedupeWindow is how long a delivery id counts as seen (0: 7 days).
+	DedupeWindow verify.Duration `json:"dedupe_window,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	DeletedAt    *time.Time      `json:"deleted_at,omitempty"`
 }
 
 // WebhookURL is one secret URL; only the hash of its token is kept.
@@ -116,6 +123,12 @@ type Store struct {
 	byHash       map[[32]byte]*WebhookURL
 	adminHash    []byte
 	installation string
+	// Signing secrets (secrets.go): sealed as stored, opened, and the
+	// verifier each verifying integration uses.
+	sealer    Sealer
+	secrets   map[int64][]*storedSecret
+	plain     map[int64][][]byte
+	verifiers map[int64]*verify.Verifier
 	usedMu       sync.Mutex
 	used         map[int64]time.Time // url id -> last use not yet written
 }
@@ -128,6 +141,8 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 		urls:         map[int64]*WebhookURL{},
 		byHash:       map[[32]byte]*WebhookURL{},
 		used:         map[int64]time.Time{},
+		plain:        map[int64][][]byte{},
+		verifiers:    map[int64]*verify.Verifier{},
 	}
 	if v, err := kv.Get(keyAdminHash); err == nil {
 		s.adminHash = v
@@ -163,6 +178,9 @@ func Open(kv KV, notFound error, logger *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	if err := s.loadLastIDs(); err != nil {
+		return nil, err
+	}
+	if err := s.loadSecrets(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -281,44 +299,64 @@ type NewIntegration struct {
 	Type       string `json:"type"`
 	Schema     string `json:"schema"`
 	PrimaryKey string `json:"primary_key"`
+	// Verify makes a webhooks integration check signatures; Secret is its
+	// first signing secret ("" asks for a generated one where the scheme
+	// allows it).
+	Verify       *verify.Config  `json:"verify,omitempty"`
+	Secret       string          `json:"-"`
+	DedupeWindow verify.Duration `json:"dedupe_window,omitempty"`
 }
 
-// Create validates and stores a new integration.
+// Create validates and stores a new integration. One that would get a generated
+// signing secret must be made with CreateRevealing, which returns it.
 func (s *Store) Create(req NewIntegration, now time.Time) (*Integration, error) {
+	if req.Verify != nil && req.Secret == "" {
+		return nil, fail(ErrInvalid, "a generated signing secret must be shown once: use CreateRevealing")
+	}
+	in, _, err := s.CreateRevealing(req, now)
+	return in, err
+}
+
+// CreateRevealing is Create, also returning the signing secret it generated
+// (req.Verify set, req.Secret "") for the one-time reveal; "" otherwise.
+func (s *Store) CreateRevealing(req NewIntegration, now time.Time) (_ *Integration, revealed string, _ error) {
 	name := strings.TrimSpace(req.Name)
 	switch {
 	case name == "":
-		return nil, fail(ErrInvalid, "name is required")
+		return nil, "", fail(ErrInvalid, "name is required")
 	case !utf8.ValidString(name) || utf8.RuneCountInString(name) > 100:
-		return nil, fail(ErrInvalid, "name must be 1–100 characters")
+		return nil, "", fail(ErrInvalid, "name must be 1–100 characters")
 	}
 	switch req.Type {
 	case TypeVero, TypeWebhooks:
 	case "":
-		return nil, fail(ErrInvalid, `type is required: "vero" or "webhooks"`)
+		return nil, "", fail(ErrInvalid, `type is required: "vero" or "webhooks"`)
 	default:
-		return nil, fail(ErrInvalid, `unknown type %q: use "vero" or "webhooks"`, req.Type)
+		return nil, "", fail(ErrInvalid, `unknown type %q: use "vero" or "webhooks"`, req.Type)
 	}
 	if req.PrimaryKey != "" {
 		if req.Type != TypeWebhooks {
-			return nil, fail(ErrInvalid, "primary_key is only for integrations of type webhooks; vero is append-only")
+			return nil, "", fail(ErrInvalid, "primary_key is only for integrations of type webhooks; vero is append-only")
 		}
 		if utf8.RuneCountInString(req.PrimaryKey) > 50 || strings.ContainsAny(req.PrimaryKey, "\x00") {
-			return nil, fail(ErrInvalid, "primary_key must be one top-level field name of at most 50 characters")
+			return nil, "", fail(ErrInvalid, "primary_key must be one top-level field name of at most 50 characters")
 		}
+	}
+	if err := checkVerify(&req); err != nil {
+		return nil, "", err
 	}
 	schema := req.Schema
 	if schema == "" {
 		schema = SchemaName(name)
 	}
 	if why := checkSchema(schema); why != "" {
-		return nil, fail(ErrInvalid, "%s", why)
+		return nil, "", fail(ErrInvalid, "%s", why)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, in := range s.integrations {
 		if in.Schema == schema {
-			return nil, fail(ErrConflict, "schema %s is already used by integration %d (%q); choose another name or schema", schema, in.ID, in.Name)
+			return nil, "", fail(ErrConflict, "schema %s is already used by integration %d (%q); choose another name or schema", schema, in.ID, in.Name)
 		}
 	}
 	ids := s.last
@@ -326,12 +364,34 @@ func (s *Store) Create(req NewIntegration, now time.Time) (*Integration, error) 
 	in := &Integration{
 		ID: ids.integration, Name: name, Type: req.Type, Schema: schema,
 		PrimaryKey: req.PrimaryKey, CreatedAt: now.UTC().Truncate(time.Second),
+		DedupeWindow: req.DedupeWindow,
 	}
-	if err := s.write(ids, map[string]any{keyIntegration + id(in.ID): in}); err != nil {
-		return nil, err
+	vals := map[string]any{keyIntegration + id(in.ID): in}
+	var (
+		secret *storedSecret
+		plain  []byte
+	)
+	if req.Verify != nil {
+		cfg := req.Verify.WithDefaults()
+		in.Verify = &cfg
+		var err error
+		if secret, plain, revealed, err = s.newSecret(in, req.Secret, now); err != nil {
+			return nil, "", err
+		}
+		vals[secretKeyName(in.ID, secret.ID)] = secret
+	}
+	if err := s.write(ids, vals); err != nil {
+		return nil, "", err
 	}
 	s.integrations[in.ID] = in
-	return in, nil
+	if secret != nil {
+		s.secrets[in.ID] = []*storedSecret{secret}
+		s.plain[in.ID] = [][]byte{plain}
+		if err := s.rebuild(in.ID); err != nil {
+			s.logger.Error("integration cannot verify deliveries", "integration", in.ID, "err", err)
+		}
+	}
+	return in, revealed, nil
 }
 
 // write stores values (JSON) and the id counters in one durable write, then

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
 // Authenticator checks a token against an integration (control.Store).
@@ -31,6 +33,27 @@ type Appender interface {
 type Observer interface {
 	Request(status int)
 	Accepted(integration int64, records int)
+	// SignatureFailed is told of each delivery that did not verify (in monitor
+	// mode too), with the reason for stats and logs (never sent to clients).
+	SignatureFailed(integration int64, code verify.Code, reason string)
+	// Deduplicated is told of each redelivery answered without a new row.
+	Deduplicated(integration int64)
+}
+
+// Verifiers gives each integration's signature verifier (control.Store).
+type Verifiers interface {
+	// Verifier returns the integration's verifier; verifying false: it does
+	// not verify. A verifying integration without a usable verifier (nil)
+	// refuses every delivery.
+	Verifier(integration int64) (v *verify.Verifier, verifying bool)
+	// DedupeWindow is how long the integration's delivery ids count as seen.
+	DedupeWindow(integration int64) time.Duration
+}
+
+// Deduper appends a delivery's records unless the integration already
+// accepted its id (state.Deduper, whose contract this is).
+type Deduper interface {
+	AppendOnce(ctx context.Context, integration int64, receivedAt time.Time, deliveryID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error)
 }
 
 // Outcome is what a request log needs to know about one webhook request.
@@ -65,6 +88,10 @@ type Handler struct {
 	Large Slots
 	// Failures rate-limits 401s per client address (nil: no limit).
 	Failures *FailLimiter
+	// Verify checks signatures of integrations that verify (nil: none do);
+	// Dedupe drops their redeliveries (nil: no dedupe).
+	Verify Verifiers
+	Dedupe Deduper
 
 	bufs sync.Pool
 }
@@ -81,6 +108,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) int {
+	if r.Method == http.MethodGet {
+		if status, ok := h.getHandshake(w, r, o); ok {
+			return status
+		}
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return o.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: webhooks must be sent with POST")
@@ -129,11 +161,39 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) int 
 	}
 	*buf = data
 	o.Bytes = int64(len(data))
+	deliveryID := ""
+	if h.Verify != nil {
+		if v, verifying := h.Verify.Verifier(id); verifying {
+			var status int
+			if deliveryID, status = h.verify(w, r, o, v, id, data, now); status != 0 {
+				return status // refused, or a handshake answered
+			}
+		}
+	}
 	records, err := Split(data)
 	if err != nil {
 		return o.fail(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
 	}
-	if len(records) > 0 {
+	if len(records) > 0 && deliveryID != "" && h.Dedupe != nil {
+		_, dup, err := h.Dedupe.AppendOnce(r.Context(), id, now, deliveryID, h.Verify.DedupeWindow(id), records)
+		if err != nil {
+			h.Logger.Warn("append refused", "integration", id, "records", len(records), "err", err)
+			w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
+			return o.fail(w, http.StatusServiceUnavailable, "hookhouse cannot store events right now; retry later")
+		}
+		if dup {
+			if h.Observe != nil {
+				h.Observe.Deduplicated(id)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, `{"status":"ok","records":0,"duplicates":1}`+"\n")
+			return http.StatusOK
+		}
+		if h.Observe != nil {
+			h.Observe.Accepted(id, len(records))
+		}
+	} else if len(records) > 0 {
 		if _, err := h.Log.Append(r.Context(), id, now, records); err != nil {
 			h.Logger.Warn("append refused", "integration", id, "records", len(records), "err", err)
 			w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))

@@ -2,10 +2,12 @@ package server
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/loader"
+	"github.com/hookhouse/hookhouse/internal/verify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -23,6 +25,11 @@ type metrics struct {
 	batchDur  prometheus.Histogram
 	syncDur   prometheus.Histogram
 	syncGroup prometheus.Histogram
+	sigFail   *prometheus.CounterVec
+	dedup     *prometheus.CounterVec
+	// signatures holds each integration's failures for its stats.
+	sigMu      sync.Mutex
+	signatures map[int64]SignatureStats
 	// history, once set (before any request or load), gets the same outcomes.
 	history *history.History
 }
@@ -58,7 +65,15 @@ func newMetrics(stats func() map[int64]loader.Stats) *metrics {
 			Name: "hookhouse_log_group_requests", Help: "Requests sharing one fsync.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
+		sigFail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_signature_failures_total", Help: "Deliveries whose signature did not verify, by integration id and reason code.",
+		}, []string{"integration", "reason"}),
+		dedup: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookhouse_deliveries_deduplicated_total", Help: "Redeliveries answered without a new row, by integration id.",
+		}, []string{"integration"}),
+		signatures: map[int64]SignatureStats{},
 	}
+	m.reg.MustRegister(m.sigFail, m.dedup)
 	m.reg.MustRegister(m.requests, m.accepted, m.loaded, m.rejected, m.batchSize, m.batchDur, m.syncDur, m.syncGroup,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&freshness{stats: stats,
@@ -70,6 +85,34 @@ func newMetrics(stats func() map[int64]loader.Stats) *metrics {
 
 func (m *metrics) Request(status int) {
 	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// SignatureStats are an integration's signature failures since the start.
+type SignatureStats struct {
+	Failures int64
+	LastAt   time.Time
+	Last     string // the reason: header names and numbers, never a secret
+}
+
+func (m *metrics) SignatureFailed(integration int64, code verify.Code, reason string) {
+	m.sigFail.WithLabelValues(strconv.FormatInt(integration, 10), string(code)).Inc()
+	m.sigMu.Lock()
+	s := m.signatures[integration]
+	s.Failures++
+	s.LastAt, s.Last = time.Now().UTC(), reason
+	m.signatures[integration] = s
+	m.sigMu.Unlock()
+}
+
+func (m *metrics) Deduplicated(integration int64) {
+	m.dedup.WithLabelValues(strconv.FormatInt(integration, 10)).Inc()
+}
+
+// Signatures returns integration's signature failures.
+func (m *metrics) Signatures(integration int64) SignatureStats {
+	m.sigMu.Lock()
+	defer m.sigMu.Unlock()
+	return m.signatures[integration]
 }
 
 func (m *metrics) Accepted(integration int64, records int) {

@@ -23,6 +23,7 @@ import (
 	"github.com/hookhouse/hookhouse/internal/history"
 	"github.com/hookhouse/hookhouse/internal/ingest"
 	"github.com/hookhouse/hookhouse/internal/loader"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
 	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
@@ -76,6 +77,15 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		return nil, err
 	}
 	s.control = ctl
+	box, err := secretbox.Load(cfg.Data, cfg.SecretKey)
+	if err != nil {
+		s.state.Close()
+		return nil, fmt.Errorf("server: signing secrets key: %w", err)
+	}
+	if err := ctl.SetSealer(box); err != nil {
+		s.state.Close()
+		return nil, err
+	}
 	if err := s.ensureAdminKey(); err != nil {
 		s.state.Close()
 		return nil, err
@@ -180,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 		Logger: s.logger.With("component", "ingest"), Observe: s.metrics,
 		Large:    ingest.NewSlots(8),
 		Failures: &ingest.FailLimiter{Rate: 2, Burst: 50},
+		Verify:   s.control, Dedupe: s.state,
 	})
 	s.api.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -308,6 +319,14 @@ func (s *Server) apiStats(id int64) api.Stats {
 	if !st.LastLoadedAt.IsZero() {
 		t := st.LastLoadedAt.UTC()
 		out.LastLoadedAt = &t
+	}
+	if _, verifying := s.control.Verifier(id); verifying {
+		sig := s.metrics.Signatures(id)
+		dedup := s.state.Deduplicated(id)
+		out.SignatureFailures, out.RecordsDeduplicated = &sig.Failures, &dedup
+		if sig.Failures > 0 {
+			out.LastSignatureFailure = &api.Failure{At: sig.LastAt, Reason: sig.Last}
+		}
 	}
 	return out
 }

@@ -25,10 +25,19 @@ import (
 //	'L' integration(8) position(8) -> receivedAt µs(8) id(16) body
 //	'H' integration(8)             -> position(8) lastReceivedAt µs(8)
 //	'C' control key                -> control value (see control package)
+//
+// and for delivery-id dedupe (dedupe.go):
+//
+//	'D' integration(8) sha256(id)(32)           -> claimedAt µs(8) expiresAt µs(8)
+//	'E' expiresAt µs(8) integration(8) sha256(32) -> empty: the sweep's index
+//	'N' integration(8)                          -> deliveries refused as duplicates(8)
 const (
-	prefixLog     = 'L'
-	prefixHead    = 'H'
-	prefixControl = 'C'
+	prefixLog         = 'L'
+	prefixHead        = 'H'
+	prefixControl     = 'C'
+	prefixClaim       = 'D'
+	prefixClaimExpiry = 'E'
+	prefixDupCount    = 'N'
 )
 
 // Options tune the log.
@@ -40,6 +49,9 @@ type Options struct {
 	MaxGroupBytes int
 	// SyncObserver, if set, is called with the duration of each group commit.
 	SyncObserver func(time.Duration, int)
+	// SweepEvery is how often expired delivery-id claims are removed. 0 means
+	// 10 minutes; negative turns the sweep off (tests call SweepClaims).
+	SweepEvery time.Duration
 }
 
 // Pebble is the embedded State: the log and control data in one Pebble store.
@@ -53,8 +65,9 @@ type Pebble struct {
 	minFree atomic.Int64
 
 	appends chan *appendReq
-	stop    chan struct{} // closed by Close: the writer and the prober return
+	stop    chan struct{} // closed by Close: the writer, the prober and the sweeper return
 	done    chan struct{} // closed when the writer has returned
+	swept   chan struct{} // closed when the sweeper has returned
 
 	// closing is held for reading by every call that uses db (and while
 	// queuing an append), and for writing by Close to set isClosed: once Close
@@ -64,7 +77,9 @@ type Pebble struct {
 
 	mu      sync.Mutex
 	heads   map[int64]Head
-	changed chan struct{} // closed and replaced on every successful append
+	dups    map[int64]int64 // Deduplicated; changed only by the writer
+	recent  recentClaims    // the writer's memory of claim changes (dedupe.go)
+	changed chan struct{}   // closed and replaced on every successful append
 	closed  bool
 
 	freeMu      sync.Mutex
@@ -81,11 +96,15 @@ type Pebble struct {
 	probes    atomic.Int64  // probe writes made (tests check the rate)
 }
 
+// appendReq is one request to the writer: an append, possibly with a claim
+// (AppendOnce), or a sweep of expired claims (then only sweep is set).
 type appendReq struct {
 	integration int64
 	receivedAt  time.Time
 	bodies      [][]byte
 	size        int
+	claim       *claimReq
+	sweep       *sweepReq
 	first       uint64
 	err         chan error
 }
@@ -97,6 +116,9 @@ func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) 
 	}
 	if opts.MaxGroupBytes == 0 {
 		opts.MaxGroupBytes = 32 << 20
+	}
+	if opts.SweepEvery == 0 {
+		opts.SweepEvery = 10 * time.Minute
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: create %s: %w", dir, err)
@@ -116,7 +138,9 @@ func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) 
 		appends: make(chan *appendReq, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		swept:   make(chan struct{}),
 		heads:   map[int64]Head{},
+		dups:    map[int64]int64{},
 		changed: make(chan struct{}),
 
 		probed:    make(chan struct{}),
@@ -128,8 +152,13 @@ func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) 
 		db.Close()
 		return nil, err
 	}
+	if err := p.loadDupCounts(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go p.writeLoop()
 	go p.probeLoop()
+	go p.sweepLoop(opts.SweepEvery)
 	return p, nil
 }
 
@@ -164,25 +193,30 @@ func (p *Pebble) Append(ctx context.Context, integration int64, receivedAt time.
 		return 0, err
 	}
 	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, err: make(chan error, 1)}
+	err := p.do(ctx, req)
+	return req.first, err
+}
+
+// do queues req for the writer and waits for its answer.
+func (p *Pebble) do(ctx context.Context, req *appendReq) error {
 	// The read lock keeps Close from stopping the writer between our check and
 	// our send, so a queued request is always answered.
 	p.closing.RLock()
 	if p.isClosed {
 		p.closing.RUnlock()
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	select {
 	case p.appends <- req:
 	case <-ctx.Done():
 		p.closing.RUnlock()
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 	p.closing.RUnlock()
 	// Once queued the request is committed or failed by the writer; wait for the
 	// answer even if ctx ends, so that a 200 is never sent for an unknown outcome
 	// and a failure is never reported for records that became durable.
-	err := <-req.err
-	return req.first, err
+	return <-req.err
 }
 
 // writeLoop is the single writer: it owns the group commit.
@@ -227,9 +261,23 @@ func (p *Pebble) failPending(err error) {
 func (p *Pebble) commit(group []*appendReq) {
 	b := p.db.NewBatch()
 	defer b.Close()
+	// Claims and sweeps are decided here, by the single writer, in queue order
+	// and against what is already committed, so no two requests can both win
+	// a claim. Plain appends skip this.
+	var dups map[int64]int64
+	var claims map[claimKey]claim
+	for _, r := range group {
+		if r.claim != nil || r.sweep != nil {
+			dups, claims = p.decideClaims(b, group)
+			break
+		}
+	}
 	p.mu.Lock()
 	next := make(map[int64]Head, len(group))
 	for _, r := range group {
+		if r.sweep != nil || (r.claim != nil && (r.claim.duplicate || r.claim.err != nil)) {
+			continue
+		}
 		h, ok := next[r.integration]
 		if !ok {
 			h = p.heads[r.integration]
@@ -259,6 +307,9 @@ func (p *Pebble) commit(group []*appendReq) {
 		binary.BigEndian.PutUint64(v[8:], uint64(h.LastReceivedAt.UnixMicro()))
 		_ = b.Set(headKey(id), v, nil)
 	}
+	for id, n := range dups {
+		_ = b.Set(dupCountKey(id), binary.BigEndian.AppendUint64(nil, uint64(n)), nil)
+	}
 	start := time.Now()
 	faults.Point(faults.LogBeforeSync)
 	err := b.Commit(pebble.Sync)
@@ -270,15 +321,25 @@ func (p *Pebble) commit(group []*appendReq) {
 		err = fmt.Errorf("state: append: %w", err)
 	} else {
 		faults.Point(faults.LogAfterSync)
+		p.claimsCommitted(claims)
 		p.mu.Lock()
 		for id, h := range next {
 			p.heads[id] = h
 		}
-		close(p.changed)
-		p.changed = make(chan struct{})
+		for id, n := range dups {
+			p.dups[id] = n
+		}
+		if len(next) > 0 { // a group of duplicates and sweeps has nothing to read
+			close(p.changed)
+			p.changed = make(chan struct{})
+		}
 		p.mu.Unlock()
 	}
 	for _, r := range group {
+		if r.claim != nil && r.claim.err != nil {
+			r.err <- r.claim.err
+			continue
+		}
 		r.err <- err
 	}
 }
@@ -458,6 +519,7 @@ func (p *Pebble) Close() error {
 	close(p.stop)
 	<-p.done
 	<-p.probeDone
+	<-p.swept
 	return p.db.Close()
 }
 

@@ -265,6 +265,14 @@ func TestCallsRacingClose(t *testing.T) {
 			_, err := p.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"a":1}`)})
 			return err
 		},
+		"AppendOnce": func(p *Pebble) error {
+			_, _, err := p.AppendOnce(ctx, 1, time.Now(), "same", time.Hour, [][]byte{[]byte(`{"a":1}`)})
+			return err
+		},
+		"SweepClaims": func(p *Pebble) error {
+			_, err := p.SweepClaims(ctx, time.Now().Add(2*time.Hour))
+			return err
+		},
 		"Read": func(p *Pebble) error {
 			_, err := p.Read(ctx, 1, 0, 100, 1<<20)
 			return err

@@ -8,6 +8,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -25,6 +26,55 @@ type Record struct {
 type Head struct {
 	Position       uint64    // last appended position = records received so far
 	LastReceivedAt time.Time // receipt time of the last append, zero if none
+}
+
+// DefaultDedupeWindow is how long a delivery id stays claimed unless the
+// integration sets its own window. It is longer than providers' automatic
+// retries and equals the log's default retention (168h).
+const DefaultDedupeWindow = 7 * 24 * time.Hour
+
+// Deduper appends a delivery's records unless its integration has already
+// accepted the same delivery id, so that a provider's redeliveries add no rows.
+// The ingest handler uses it for sources whose deliveries carry an id.
+//
+// AppendOnce claims deliveryID for integration and appends bodies (as Append
+// does: one atomic write, in log order, returning the first position) in ONE
+// durable write, or does neither:
+//   - duplicate=false, err=nil: the claim and the records are durable (fsync'd,
+//     or in cluster mode acknowledged by a quorum); answer 200 with the records.
+//   - duplicate=true, err=nil: a claim on deliveryID made by this integration
+//     within the window already exists and is durable; nothing was appended
+//     (first is 0). Answer 200 with records 0, duplicates 1.
+//   - err != nil: the outcome is as for a failed Append; nothing is known to be
+//     stored (ErrNoSpace, ErrClosed, ctx.Err() before queuing, or a write
+//     error). Answer 503 so the provider retries: its retry is then either the
+//     first delivery or a duplicate, never a second row.
+//
+// Concurrent calls with the same integration and id are decided in the order
+// the store serialises them: exactly one appends, the others are duplicates,
+// and a duplicate is reported only once the claim it collides with is durable.
+// Ids are compared exactly (any length, any bytes; the store keeps a SHA-256 of
+// them) and only within one integration. deliveryID must not be empty and
+// window must be positive.
+//
+// The window: a claim made at receivedAt counts for later deliveries received
+// before receivedAt+window, judged with the window of the later call, so a
+// shorter window takes effect at once. A claim is kept only for the window it
+// was made with, so a longer window applies to claims made after the change.
+// Expired claims stop counting at once and are removed by the store later.
+//
+// Deduplicated returns how many deliveries of integration were refused as
+// duplicates since it was created; the count survives restarts.
+//
+// On NATS JetStream the claim is the message itself: publish the delivery's
+// records as one message (or one atomic batch) with Nats-Msg-Id set to the
+// integration and the id's hash, and the stream's duplicate window set to the
+// dedupe window; a PubAck with Duplicate=true is duplicate=true. That window is
+// per stream and kept in the server's memory, so integrations with different
+// windows need different streams.
+type Deduper interface {
+	AppendOnce(ctx context.Context, integration int64, receivedAt time.Time, deliveryID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error)
+	Deduplicated(integration int64) int64
 }
 
 var (
