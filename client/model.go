@@ -97,10 +97,10 @@ type Stats struct {
 // NewIntegration is the request to create an integration. Schema is derived from Name
 // by the server when empty; PrimaryKey is for the webhooks type only.
 type NewIntegration struct {
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	Schema     string `json:"schema,omitempty"`
-	PrimaryKey string `json:"primary_key,omitempty"`
+	Name       string  `json:"name"`
+	Type       string  `json:"type"`
+	Schema     string  `json:"schema,omitempty"`
+	PrimaryKey string  `json:"primary_key,omitempty"`
 	Verify     *Verify `json:"verify,omitempty"`
 }
 

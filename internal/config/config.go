@@ -18,14 +18,14 @@ import (
 
 // Config is every setting of `hookhouse serve`.
 type Config struct {
-	Data        string        // data dir: Pebble state, DuckDB file, admin.key
-	Listen      string        // HTTP listen address
-	PublicURL   string        // base URL printed in webhook URLs
-	Warehouse   string        // "" = embedded DuckDB; postgres://… = PostgreSQL
-	QueryDSN    string        // PostgreSQL only: who /api/v1/query connects as; "" = a role hookhouse manages
+	Data      string // data dir: Pebble state, DuckDB file, admin.key
+	Listen    string // HTTP listen address
+	PublicURL string // base URL printed in webhook URLs
+	Warehouse string // "" = embedded DuckDB; postgres://… = PostgreSQL
+	QueryDSN  string // PostgreSQL only: who /api/v1/query connects as; "" = a role hookhouse manages
 	// SecretKey seals signing secrets at rest: HOOKHOUSE_SECRET_KEY (env only, so
 	// it stays out of process listings), or "" for <data>/secret.key. Never printed.
-	SecretKey string
+	SecretKey   string
 	MaxBody     int64         // request body limit after gzip decoding
 	BatchSize   int           // records per load batch
 	BatchWait   time.Duration // max age of an open batch

@@ -33,11 +33,11 @@ const MaxActiveURLs = 2
 
 // Integration is one source of webhooks.
 type Integration struct {
-	ID         int64      `json:"id"`
-	Name       string     `json:"name"`
-	Type       string     `json:"type"`
-	Schema     string     `json:"schema"`
-	PrimaryKey string     `json:"primary_key,omitempty"`
+	ID         int64  `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Schema     string `json:"schema"`
+	PrimaryKey string `json:"primary_key,omitempty"`
 	// Verify, for type webhooks, is how deliveries are signed; nil: the secret
 	// URL alone authenticates. Its secrets are kept apart (secrets.go).
 	Verify *verify.Config `json:"verify,omitempty"`
@@ -129,8 +129,8 @@ type Store struct {
 	secrets   map[int64][]*storedSecret
 	plain     map[int64][][]byte
 	verifiers map[int64]*verify.Verifier
-	usedMu       sync.Mutex
-	used         map[int64]time.Time // url id -> last use not yet written
+	usedMu    sync.Mutex
+	used      map[int64]time.Time // url id -> last use not yet written
 }
 
 // Open loads the control data. notFound is the error kv.Get returns for a missing key.
