@@ -74,8 +74,8 @@ type instance struct {
 	done   chan error
 }
 
-// startServer runs a server in-process on a free loopback port with debug logs
-// captured. mod may change the config.
+// startServer runs a server in-process on a free loopback port with its log
+// captured (debug unless mod sets cfg.LogLevel). mod may change the config.
 func startServer(t *testing.T, mod func(*config.Config)) *instance {
 	t.Helper()
 	cfg := config.Default()
@@ -87,7 +87,11 @@ func startServer(t *testing.T, mod func(*config.Config)) *instance {
 		mod(&cfg)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		t.Fatalf("log level %q: %v", cfg.LogLevel, err)
+	}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	srv, err := server.Open(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatalf("open server: %v", err)

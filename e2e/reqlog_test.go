@@ -3,24 +3,18 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hookhouse/hookhouse/client"
 	"github.com/hookhouse/hookhouse/internal/config"
-	"github.com/hookhouse/hookhouse/internal/server"
 )
 
 // TestRefusedRequestsAreLogged: at the default level (info) every kind of
@@ -30,7 +24,7 @@ import (
 // requests from one address writes a bounded number of lines whose suppressed
 // counts account for every request.
 func TestRefusedRequestsAreLogged(t *testing.T) {
-	in := startServerAtInfo(t)
+	in := startServer(t, func(c *config.Config) { c.LogLevel = "info" })
 	_, hook := setupVero(t, in)
 	token := hook[strings.LastIndex(hook, "/")+1:]
 	base := strings.TrimSuffix(hook, token)
@@ -205,39 +199,6 @@ func TestRefusedRequestsAreLogged(t *testing.T) {
 	if strings.Contains(logs, secretValue) {
 		t.Fatal("a body value is in the log")
 	}
-}
-
-// startServerAtInfo is startServer with the log at info, the default level.
-func startServerAtInfo(t *testing.T) *instance {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Data = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.BatchWait = 200 * time.Millisecond
-	cfg.LogLevel = "info"
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv, err := server.Open(context.Background(), cfg, logger)
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	key := srv.AdminKey
-	if key == "" {
-		b, err := os.ReadFile(filepath.Join(cfg.Data, "admin.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		key = strings.TrimSpace(string(b))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{URL: "http://" + srv.Addr(), Key: key, Logs: logs, Srv: srv, cancel: cancel, done: make(chan error, 1)}
-	in.Client = client.New(in.URL, key)
-	go func() { in.done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { in.Stop(t) })
-	return in
 }
 
 // clientAt sends requests from the loopback address local (127.0.0.x), so the

@@ -25,8 +25,9 @@ import (
 //
 // Reading the store costs ~15 µs a claim (a memtable seek), too much for the
 // single writer, which would spend a fifth of each group commit on it. So
-// AppendOnce reads its claim before queuing, noting the claim generation (the
-// count of commits that changed claims) it read at, and the writer remembers
+// AppendOnce (and the sweep) reads its claim before queuing, noting the claim
+// generation (the count of commits that changed claims) it read at, and the
+// writer remembers
 // what the last recentGens generations changed (recentClaims). The writer
 // trusts the caller's read only when nothing can have changed the key since:
 // the key is not among the recent changes and the read is no older than the
@@ -45,8 +46,8 @@ const (
 	// whose read is older than that (it waited behind so many commits) has
 	// its claim read again by the writer.
 	recentGens = 256
-	// sweepChunk bounds the claims one sweep request asks the writer to check,
-	// so a sweep delays a group commit by a few hundred point reads at most.
+	// sweepChunk bounds the claims one sweep request asks the writer to
+	// delete, so a sweep adds little to a group commit.
 	sweepChunk = 512
 )
 
@@ -56,11 +57,7 @@ type claimKey [claimKeyLen]byte
 type claimReq struct {
 	key    claimKey
 	window int64 // µs
-	// seen is the claim as AppendOnce read it at generation seenGen; valid
-	// only if prefetched.
-	seen       claim
-	seenGen    uint64
-	prefetched bool
+	pre    prefetch
 
 	duplicate bool
 	err       error // this request failed alone (a read error); others commit
@@ -78,12 +75,21 @@ type recentClaim struct {
 	gen uint64
 }
 
+// prefetch is a claim as read outside the writer at generation gen; ok is
+// false if the read failed (then the writer reads it).
+type prefetch struct {
+	seen claim
+	gen  uint64
+	ok   bool
+}
+
 // sweepReq asks the writer to remove claims whose index entries were found
 // expired at now; the writer removes a claim only if it is still expired,
 // since it may have been claimed again after the sweep read the index.
 type sweepReq struct {
-	now     int64    // µs
-	expired [][]byte // expiry index keys
+	now     int64      // µs
+	expired [][]byte   // expiry index keys
+	pre     []prefetch // their claims
 	removed int
 }
 
@@ -115,10 +121,8 @@ func (p *Pebble) AppendOnce(ctx context.Context, integration int64, receivedAt t
 	if err := p.enter(); err != nil {
 		return 0, false, err
 	}
-	c.seenGen = p.recent.gen.Load() // before the read: it sees at least this generation
-	seen, readErr := p.readClaim(c.key)
+	c.pre = p.prefetchClaim(c.key)
 	p.leave()
-	c.seen, c.prefetched = seen, readErr == nil // else the writer reads it
 	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, claim: c, err: make(chan error, 1)}
 	if err := p.do(ctx, req); err != nil {
 		return 0, false, err
@@ -151,14 +155,14 @@ func (p *Pebble) decideClaims(b *pebble.Batch, group []*appendReq) (dups map[int
 	if gen > recentGens {
 		horizon = gen - recentGens
 	}
-	lookup := func(k claimKey, pre *claimReq) (claim, error) {
+	lookup := func(k claimKey, pre prefetch) (claim, error) {
 		if c, ok := pending[k]; ok {
 			return c, nil
 		}
 		if rc, ok := p.recent.byKey[k]; ok {
 			return rc.c, nil // the key's latest committed change
 		}
-		if pre != nil && pre.prefetched && pre.seenGen >= horizon {
+		if pre.ok && pre.gen >= horizon {
 			return pre.seen, nil // unchanged since the caller read it
 		}
 		return p.readClaim(k)
@@ -167,7 +171,7 @@ func (p *Pebble) decideClaims(b *pebble.Batch, group []*appendReq) (dups map[int
 		switch {
 		case r.claim != nil:
 			now := r.receivedAt.UnixMicro()
-			c, err := lookup(r.claim.key, r.claim)
+			c, err := lookup(r.claim.key, r.claim.pre)
 			if err != nil {
 				r.claim.err = err
 				continue
@@ -190,11 +194,9 @@ func (p *Pebble) decideClaims(b *pebble.Batch, group []*appendReq) (dups map[int
 			_ = b.Set(r.claim.key[:], encodeClaim(c), nil)
 			_ = b.Set(expiryKey(c.expiresAt, r.claim.key), nil, nil)
 		case r.sweep != nil:
-			for _, ek := range r.sweep.expired {
-				var k claimKey
-				k[0] = prefixClaim
-				copy(k[1:], ek[9:])
-				c, err := lookup(k, nil)
+			for i, ek := range r.sweep.expired {
+				k := claimKeyOf(ek)
+				c, err := lookup(k, r.sweep.pre[i])
 				if err != nil {
 					continue // keep the index entry: the next sweep tries again
 				}
@@ -240,6 +242,14 @@ func (p *Pebble) claimsCommitted(pending map[claimKey]claim) {
 	r.gen.Store(g)
 }
 
+// prefetchClaim reads claim k for the writer to decide on; the caller has
+// entered.
+func (p *Pebble) prefetchClaim(k claimKey) prefetch {
+	gen := p.recent.gen.Load() // before the read, which sees at least this generation
+	c, err := p.readClaim(k)
+	return prefetch{seen: c, gen: gen, ok: err == nil}
+}
+
 func (p *Pebble) readClaim(k claimKey) (claim, error) {
 	v, closer, err := p.db.Get(k[:])
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -267,14 +277,14 @@ func (p *Pebble) SweepClaims(ctx context.Context, now time.Time) (int, error) {
 	removed := 0
 	from := []byte{prefixClaimExpiry}
 	for {
-		expired, err := p.expiredClaims(from, now, sweepChunk)
+		expired, pre, err := p.expiredClaims(from, now, sweepChunk)
 		if err != nil || len(expired) == 0 {
 			return removed, err
 		}
 		if err := p.reserve(int64(len(expired)*(claimKeyLen+expiryKeyLen)), minFreeControl); err != nil {
 			return removed, fmt.Errorf("state: sweep delivery claims: %w", err)
 		}
-		s := &sweepReq{now: now.UnixMicro(), expired: expired}
+		s := &sweepReq{now: now.UnixMicro(), expired: expired, pre: pre}
 		if err := p.do(ctx, &appendReq{sweep: s, err: make(chan error, 1)}); err != nil {
 			return removed, err
 		}
@@ -284,10 +294,10 @@ func (p *Pebble) SweepClaims(ctx context.Context, now time.Time) (int, error) {
 }
 
 // expiredClaims returns up to max expiry index keys from from on that expired
-// at or before now.
-func (p *Pebble) expiredClaims(from []byte, now time.Time, max int) ([][]byte, error) {
+// at or before now, and their claims as they are now.
+func (p *Pebble) expiredClaims(from []byte, now time.Time, max int) ([][]byte, []prefetch, error) {
 	if err := p.enter(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer p.leave()
 	hi := make([]byte, 9)
@@ -295,17 +305,19 @@ func (p *Pebble) expiredClaims(from []byte, now time.Time, max int) ([][]byte, e
 	binary.BigEndian.PutUint64(hi[1:], uint64(now.UnixMicro())+1)
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: hi})
 	if err != nil {
-		return nil, fmt.Errorf("state: read delivery claims: %w", err)
+		return nil, nil, fmt.Errorf("state: read delivery claims: %w", err)
 	}
 	defer it.Close()
 	var out [][]byte
+	var pre []prefetch
 	for it.First(); it.Valid() && len(out) < max; it.Next() {
 		if len(it.Key()) != expiryKeyLen {
-			return nil, fmt.Errorf("state: corrupt delivery claim index %x", it.Key())
+			return nil, nil, fmt.Errorf("state: corrupt delivery claim index %x", it.Key())
 		}
 		out = append(out, bytes.Clone(it.Key()))
+		pre = append(pre, p.prefetchClaim(claimKeyOf(it.Key())))
 	}
-	return out, it.Error()
+	return out, pre, it.Error()
 }
 
 // sweepLoop runs SweepClaims every interval until Close.
@@ -357,6 +369,14 @@ func newClaimKey(integration int64, deliveryID string) claimKey {
 	binary.BigEndian.PutUint64(k[1:], uint64(integration))
 	h := sha256.Sum256([]byte(deliveryID))
 	copy(k[9:], h[:])
+	return k
+}
+
+// claimKeyOf returns the claim an expiry index key belongs to.
+func claimKeyOf(expiryKey []byte) claimKey {
+	var k claimKey
+	k[0] = prefixClaim
+	copy(k[1:], expiryKey[9:])
 	return k
 }
 

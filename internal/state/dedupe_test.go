@@ -291,9 +291,10 @@ func TestAppendOnceSameGroup(t *testing.T) {
 	}
 }
 
-// TestStalePrefetch: the writer does not trust a caller's read of its claim
-// when the claim changed after it, whether the change is still remembered
-// (recent) or already forgotten (then the writer reads the store).
+// TestStalePrefetch: the writer does not trust a read made outside it (by
+// AppendOnce or the sweep) when the claim changed after it, whether the change
+// is still remembered (recent) or already forgotten (then the writer reads the
+// store).
 func TestStalePrefetch(t *testing.T) {
 	p := openTest(t, t.TempDir())
 	defer p.Close()
@@ -301,7 +302,7 @@ func TestStalePrefetch(t *testing.T) {
 	appendOnce(t, p, 1, now, "x", day)
 	stale := func() bool { // as if read before "x" was claimed, at generation 0
 		t.Helper()
-		c := &claimReq{key: newClaimKey(1, "x"), window: day.Microseconds(), seenGen: 0, prefetched: true}
+		c := &claimReq{key: newClaimKey(1, "x"), window: day.Microseconds(), pre: prefetch{gen: 0, ok: true}}
 		req := &appendReq{integration: 1, receivedAt: now, bodies: [][]byte{[]byte(`{}`)}, size: 64, claim: c, err: make(chan error, 1)}
 		if err := p.do(context.Background(), req); err != nil {
 			t.Fatal(err)
@@ -322,6 +323,36 @@ func TestStalePrefetch(t *testing.T) {
 	}
 	if h := p.Head(1); h.Position != recentGens+2 {
 		t.Fatalf("head %d, want %d", h.Position, recentGens+2)
+	}
+
+	// A sweep that read a claim as expired before it was made again keeps it.
+	t0 := now.Add(-3 * time.Hour)
+	appendOnce(t, p, 2, t0, "y", time.Hour)
+	k := newClaimKey(2, "y")
+	expired := expiryKey(t0.Add(time.Hour).UnixMicro(), k)
+	seen := prefetch{seen: claim{claimedAt: t0.UnixMicro(), expiresAt: t0.Add(time.Hour).UnixMicro(), exists: true}, gen: p.recent.gen.Load(), ok: true}
+	if _, dup := appendOnce(t, p, 2, t0.Add(90*time.Minute), "y", time.Hour); dup {
+		t.Fatal("an expired claim counted")
+	}
+	staleSweep := func() int {
+		t.Helper()
+		s := &sweepReq{now: t0.Add(2 * time.Hour).UnixMicro(), expired: [][]byte{expired}, pre: []prefetch{seen}}
+		if err := p.do(context.Background(), &appendReq{sweep: s, err: make(chan error, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		return s.removed
+	}
+	if n := staleSweep(); n != 0 {
+		t.Fatal("a stale sweep removed a claim remembered as made again")
+	}
+	for i := 0; i <= recentGens; i++ {
+		appendOnce(t, p, 1, now, fmt.Sprint("more-", i), day)
+	}
+	if n := staleSweep(); n != 0 {
+		t.Fatal("a sweep older than the remembered generations removed a claim made again")
+	}
+	if _, dup := appendOnce(t, p, 2, t0.Add(2*time.Hour), "y", time.Hour); !dup {
+		t.Fatal("the claim made again is gone")
 	}
 }
 
