@@ -133,9 +133,9 @@ func (p *Pebble) AppendOnce(ctx context.Context, integration int64, receivedAt t
 	return req.first, false, nil
 }
 
-// Deduplicated returns how many deliveries of integration AppendOnce has
-// refused as duplicates; the count is stored with the claims and survives
-// restarts.
+// Deduplicated returns how many records of integration AppendOnce has refused
+// as parts of duplicate deliveries (the stats' records_deduplicated); the count
+// is stored with the claims and survives restarts.
 func (p *Pebble) Deduplicated(integration int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -186,7 +186,7 @@ func (p *Pebble) decideClaims(b *pebble.Batch, group []*appendReq) (dups map[int
 					dups[r.integration] = p.dups[r.integration]
 					p.mu.Unlock()
 				}
-				dups[r.integration]++
+				dups[r.integration] += int64(len(r.bodies)) // records, as the stats say
 				continue
 			}
 			c = claim{claimedAt: now, expiresAt: now + r.claim.window, exists: true}
