@@ -34,6 +34,8 @@ type Integration struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Verify is how deliveries are signed (type webhooks); nil: not verified.
 	Verify *Verify `json:"verify,omitempty"`
+	// DedupeWindow is how long a delivery id counts as seen ("" : the default).
+	DedupeWindow string `json:"dedupe_window,omitempty"`
 	// Secrets lists the signing secrets by hint; never the secrets.
 	Secrets []Secret `json:"secrets,omitempty"`
 	// Secret is a generated signing secret, only in CreateIntegration's answer.
@@ -102,6 +104,9 @@ type NewIntegration struct {
 	Schema     string  `json:"schema,omitempty"`
 	PrimaryKey string  `json:"primary_key,omitempty"`
 	Verify     *Verify `json:"verify,omitempty"`
+	// DedupeWindow is how long a delivery id counts as seen, e.g. "48h" ("":
+	// 168h).
+	DedupeWindow string `json:"dedupe_window,omitempty"`
 }
 
 // WebhookURL is one secret URL of an integration. URL is set only in the answer to

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -407,6 +408,151 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	for _, tok := range []string{token1, token2, in.Key} {
 		if strings.Contains(firstLogs.String(), tok) || strings.Contains(in.Logs.String(), tok) {
+			t.Fatal("a secret reached the server log")
+		}
+	}
+}
+
+// TestDashboardInBrowserVerified drives a verified source through the
+// dashboard: add a Standard Webhooks integration with a generated secret (read
+// once from the reveal), post a correctly signed and a badly signed delivery,
+// see the failure counted on the page and in its chart, then rotate the secret
+// through the UI: add a second, remove the first. `make screenshots` runs it
+// too (its name matches) and saves the add form and the integration page.
+func TestDashboardInBrowserVerified(t *testing.T) {
+	in := startServer(t, nil)
+	ctx := browser(t)
+	consoleErrs := consoleErrors(ctx)
+
+	navigate(t, ctx, "open /login", chromedp.Navigate(in.URL+"/login"))
+	do(t, ctx, "type the admin key", chromedp.SendKeys(chromedp.CSS("#key"), in.Key))
+	navigate(t, ctx, "log in", click("main form button[type=submit]"))
+
+	// 1. The add form: type webhooks, scheme Standard Webhooks. app.js shows
+	// that scheme's steps and the secret field, and hides the others.
+	navigate(t, ctx, "open the add form", click("#add"))
+	do(t, ctx, "fill in the add form",
+		click(`input[name=type][value=webhooks]`),
+		chromedp.SendKeys(chromedp.CSS("#name"), "Svix Events"),
+		click(`input[name=scheme][value=standard-webhooks]`),
+		chromedp.WaitVisible(chromedp.CSS("#steps-standard-webhooks")),
+		chromedp.WaitVisible(chromedp.CSS("#secret")))
+	if hidden := run(t, ctx, "other schemes hidden", chromedp.Evaluate[bool](
+		`document.querySelector("#steps-stripe").hidden && document.querySelector("#steps-none").hidden && !document.querySelector("#verification").hidden`)); !hidden {
+		t.Fatal("choosing Standard Webhooks does not show only its steps")
+	}
+	if steps := run(t, ctx, "steps", text("#steps-standard-webhooks")); !strings.Contains(steps, "Endpoint URL") {
+		t.Fatalf("Standard Webhooks steps = %q", steps)
+	}
+	screenshot(t, ctx, "add-verified")
+
+	// 2. Save with the secret left empty: the URL and a generated secret are
+	// revealed once.
+	navigate(t, ctx, "save", click("#save"))
+	hookURL := run(t, ctx, "revealed URL", chromedp.Value(chromedp.CSS("#webhook-url")))
+	secret1 := run(t, ctx, "revealed secret", chromedp.Value(chromedp.CSS("#signing-secret")))
+	m := tokenRe.FindStringSubmatch(hookURL)
+	if m == nil || !strings.HasPrefix(secret1, "whsec_") {
+		t.Fatalf("revealed URL %q and secret %q; want a webhook URL and a whsec_ secret", hookURL, secret1[:min(len(secret1), 6)])
+	}
+	token := m[1]
+	do(t, ctx, "copy buttons shown", chromedp.WaitVisible(chromedp.CSS("#copy")), chromedp.WaitVisible(chromedp.CSS("#copy-secret")))
+	navigate(t, ctx, "continue", click("#continue"))
+	page := run(t, ctx, "page source", source())
+	if strings.Contains(page, secret1) || strings.Contains(page, token) {
+		t.Fatal("the integration page after the reveal holds the secret or the token")
+	}
+	if !strings.Contains(page, "****"+secret1[len(secret1)-4:]) {
+		t.Fatal("the integration page does not list the secret by its hint")
+	}
+	if summary := run(t, ctx, "verify summary", text("#verify-summary")); summary != "verifies Standard Webhooks signatures (enforce)" {
+		t.Fatalf("verify summary = %q", summary)
+	}
+
+	// 3. A correctly signed delivery is stored; a badly signed one gets 401 and
+	// is counted on the page, live, with its reason and in the chart.
+	target := in.hookURL(hookURL)
+	body := []byte(`{"type":"invoice.paid","data":{"id":"inv_1","amount":4200}}`)
+	if status, resp := send(t, target, standardSign(t, secret1, "msg_1", time.Now(), body), body, false); status != 200 {
+		t.Fatalf("signed delivery = %d %s", status, resp)
+	}
+	forged := standardSign(t, "whsec_"+base64.StdEncoding.EncodeToString([]byte("not-the-secret-not-the-secret-00")), "msg_2", time.Now(), body)
+	if status, resp := send(t, target, forged, body, false); status != 401 || strings.Contains(resp, "webhook-") {
+		t.Fatalf("badly signed delivery = %d %s, want 401 with the generic message", status, resp)
+	}
+	run(t, ctx, "failure counted in place", chromedp.Poll[bool](
+		`document.querySelector("#stat-sigfail").textContent === "1" && document.querySelector("#stat-loaded").textContent === "1"`,
+		chromedp.WithPollingTimeout(20*time.Second)))
+	if last := run(t, ctx, "last failure", text("#last-sigfail dd")); !strings.Contains(last, "UTC") || len(last) < len("2006-01-02 15:04:05 UTC")+5 {
+		t.Fatalf("last failure shows %q, want its time and reason", last)
+	}
+	waitCharts(t, ctx, "integration page", []string{"#sigfails"}, "#sigfails")
+	if summary := run(t, ctx, "signature chart summary", text("#sigfails .summary")); !strings.Contains(summary, "1 signature failure in the last hour") {
+		t.Fatalf("signature chart summary = %q", summary)
+	}
+	screenshot(t, ctx, "verify")
+
+	// 4. Rotate: add a second (generated) secret, revealed once.
+	navigate(t, ctx, "add a secret", click("#add-secret"))
+	secret2 := run(t, ctx, "second secret", chromedp.Value(chromedp.CSS("#signing-secret")))
+	if !strings.HasPrefix(secret2, "whsec_") || secret2 == secret1 {
+		t.Fatal("Add secret did not reveal a new whsec_ secret")
+	}
+	if n := run(t, ctx, "no URL in a secret reveal", chromedp.Evaluate[int](`document.querySelectorAll("#webhook-url").length`)); n != 0 {
+		t.Fatal("the secret's reveal shows a webhook URL")
+	}
+	navigate(t, ctx, "continue", click("#continue"))
+	if n := run(t, ctx, "two secrets", chromedp.Evaluate[int](`document.querySelectorAll("#secrets tbody tr").length`)); n != 2 {
+		t.Fatalf("%d secrets listed after adding one, want 2", n)
+	}
+	if !run(t, ctx, "add disabled", chromedp.AttributeValue(chromedp.CSS("#add-secret"), "disabled")).Exists {
+		t.Fatal("Add secret is enabled with 2 secrets")
+	}
+	// While both exist, either verifies.
+	for i, s := range []string{secret1, secret2} {
+		b := []byte(fmt.Sprintf(`{"type":"rotation","n":%d}`, i))
+		if status, resp := send(t, target, standardSign(t, s, fmt.Sprintf("msg_r%d", i), time.Now(), b), b, false); status != 200 {
+			t.Fatalf("delivery signed with secret %d during the rotation = %d %s", i+1, status, resp)
+		}
+	}
+
+	// 5. Remove the first through its confirmation; it then fails.
+	if row := run(t, ctx, "first secret", text("#secrets tbody tr:nth-child(1)")); !strings.Contains(row, "****"+secret1[len(secret1)-4:]) {
+		t.Fatalf("first secret row %q", row)
+	}
+	navigate(t, ctx, "remove", click("#secrets tbody tr:nth-child(1) a.remove-secret"))
+	if heading := run(t, ctx, "confirmation", text("h1")); !strings.Contains(heading, "Remove signing secret ****"+secret1[len(secret1)-4:]) {
+		t.Fatalf("confirmation heading %q", heading)
+	}
+	navigate(t, ctx, "confirm remove", click("#confirm"))
+	if flash := run(t, ctx, "flash", text(".flash")); !strings.Contains(flash, "removed") {
+		t.Fatalf("flash after removing = %q", flash)
+	}
+	rows := run(t, ctx, "secrets left", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#secrets tbody tr")).map(r => r.textContent)`))
+	if len(rows) != 1 || !strings.Contains(rows[0], "****"+secret2[len(secret2)-4:]) || !strings.Contains(rows[0], "the only secret") {
+		t.Fatalf("secrets after removing the first: %q", rows)
+	}
+	if status, _ := send(t, target, standardSign(t, secret1, "msg_old", time.Now(), body), body, false); status != 401 {
+		t.Fatalf("delivery signed with the removed secret = %d, want 401", status)
+	}
+	if status, resp := send(t, target, standardSign(t, secret2, "msg_new", time.Now(), body), body, false); status != 200 {
+		t.Fatalf("delivery signed with the new secret = %d %s", status, resp)
+	}
+	run(t, ctx, "second failure counted", chromedp.Poll[bool](`document.querySelector("#stat-sigfail").textContent === "2"`,
+		chromedp.WithPollingTimeout(20*time.Second)))
+
+	// The list names the scheme and charts the failures.
+	navigate(t, ctx, "list", click("header.top a.brand"))
+	if typ := run(t, ctx, "type column", text("#integrations tbody tr .verifies")); !strings.Contains(typ, "Standard Webhooks") {
+		t.Fatalf("the list's type column says %q", typ)
+	}
+	waitCharts(t, ctx, "list", []string{"#all-sigfails"}, "#all-sigfails")
+
+	for _, e := range consoleErrs() {
+		t.Errorf("browser console: %s", e)
+	}
+	for _, s := range []string{secret1, secret2, token, in.Key} {
+		if strings.Contains(in.Logs.String(), s) {
 			t.Fatal("a secret reached the server log")
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,11 +37,15 @@ type fakeAPI struct {
 	status       client.Status
 	statusCode   int
 	lastAuth     string
+	lastCreate   []byte // the body of the latest POST /api/v1/integrations
+	secrets      map[int64][]*client.Secret
+	nextSecretID map[int64]int64
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	t.Helper()
-	f := &fakeAPI{urls: map[int64][]*client.WebhookURL{}, queries: map[string]string{}, statusCode: 200}
+	f := &fakeAPI{urls: map[int64][]*client.WebhookURL{}, queries: map[string]string{}, statusCode: 200,
+		secrets: map[int64][]*client.Secret{}, nextSecretID: map[int64]int64{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/integrations", f.create)
 	mux.HandleFunc("GET /api/v1/integrations", f.list)
@@ -49,6 +54,9 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux.HandleFunc("POST /api/v1/integrations/{id}/webhook-urls", f.generate)
 	mux.HandleFunc("GET /api/v1/integrations/{id}/webhook-urls", f.listURLs)
 	mux.HandleFunc("DELETE /api/v1/integrations/{id}/webhook-urls/{url_id}", f.revoke)
+	mux.HandleFunc("POST /api/v1/integrations/{id}/secrets", f.addSecret)
+	mux.HandleFunc("GET /api/v1/integrations/{id}/secrets", f.listSecrets)
+	mux.HandleFunc("DELETE /api/v1/integrations/{id}/secrets/{secret_id}", f.removeSecret)
 	mux.HandleFunc("POST /api/v1/query", f.query)
 	mux.HandleFunc("GET /status.json", f.statusJSON)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +111,8 @@ func (f *fakeAPI) find(w http.ResponseWriter, r *http.Request) *client.Integrati
 
 func (f *fakeAPI) create(w http.ResponseWriter, r *http.Request) {
 	var in client.NewIntegration
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Name == "" {
+	f.lastCreate, _ = io.ReadAll(r.Body)
+	if err := json.Unmarshal(f.lastCreate, &in); err != nil || in.Name == "" {
 		apiError(w, 400, "bad_request", "name is required")
 		return
 	}
@@ -121,7 +130,107 @@ func (f *fakeAPI) create(w http.ResponseWriter, r *http.Request) {
 	n := &client.Integration{ID: f.nextID, Name: in.Name, Type: in.Type, Schema: schema,
 		PrimaryKey: in.PrimaryKey, CreatedAt: created}
 	f.integrations = append(f.integrations, n)
-	reply(w, 201, n)
+	shown := *n
+	if v := in.Verify; v != nil {
+		stored := *v
+		stored.Secret = ""
+		if stored.Mode == "" {
+			stored.Mode = "enforce"
+		}
+		if stored.Tolerance == "" {
+			stored.Tolerance = "5m0s"
+		}
+		if stored.VerifyToken != "" {
+			stored.VerifyToken = "(set)"
+		}
+		n.Verify = &stored
+		s, revealed := f.newSecret(n, v.Secret)
+		shown = *n
+		shown.Secrets, shown.Secret = []client.Secret{*s}, revealed
+	}
+	reply(w, 201, shown)
+}
+
+// generated is the secret the fake generates: standard-webhooks' format.
+const generated = "whsec_Z2VuZXJhdGVkIHNlY3JldCBvZiAzMiBieXRlcyEhIQ=="
+
+// newSecret adds secret ("": a generated one, returned) as in's next secret; like
+// the server, the fake keeps only its hint.
+func (f *fakeAPI) newSecret(in *client.Integration, secret string) (*client.Secret, string) {
+	revealed := ""
+	if secret == "" {
+		secret, revealed = generated, generated
+	}
+	f.nextSecretID[in.ID]++
+	s := &client.Secret{ID: f.nextSecretID[in.ID], Hint: secret[len(secret)-4:], CreatedAt: created}
+	f.secrets[in.ID] = append(f.secrets[in.ID], s)
+	return s, revealed
+}
+
+func (f *fakeAPI) addSecret(w http.ResponseWriter, r *http.Request) {
+	in := f.find(w, r)
+	if in == nil {
+		return
+	}
+	var req struct{ Secret string }
+	json.NewDecoder(r.Body).Decode(&req)
+	if in.Verify == nil {
+		apiError(w, 400, "invalid", fmt.Sprintf("integration %d does not verify signatures", in.ID))
+		return
+	}
+	if len(f.secrets[in.ID]) >= 2 {
+		apiError(w, 409, "conflict", fmt.Sprintf("integration %d already has 2 secrets: remove the old one (DELETE …/secrets/{id}) before adding another", in.ID))
+		return
+	}
+	s, revealed := f.newSecret(in, req.Secret)
+	shown := *s
+	shown.Secret = revealed
+	reply(w, 201, shown)
+}
+
+func (f *fakeAPI) listSecrets(w http.ResponseWriter, r *http.Request) {
+	in := f.find(w, r)
+	if in == nil {
+		return
+	}
+	out := []client.Secret{}
+	for _, s := range f.secrets[in.ID] {
+		out = append(out, *s)
+	}
+	reply(w, 200, out)
+}
+
+func (f *fakeAPI) removeSecret(w http.ResponseWriter, r *http.Request) {
+	in := f.find(w, r)
+	if in == nil {
+		return
+	}
+	list := f.secrets[in.ID]
+	for i, s := range list {
+		if strconv.FormatInt(s.ID, 10) != r.PathValue("secret_id") {
+			continue
+		}
+		if len(list) == 1 {
+			apiError(w, 409, "conflict", fmt.Sprintf("secret %d is integration %d's only secret: add the new one first, then remove this one", s.ID, in.ID))
+			return
+		}
+		f.secrets[in.ID] = append(list[:i:i], list[i+1:]...)
+		w.WriteHeader(204)
+		return
+	}
+	apiError(w, 404, "not_found", fmt.Sprintf("integration %d has no secret %s", in.ID, r.PathValue("secret_id")))
+}
+
+// createBody is the latest POST /api/v1/integrations, decoded.
+func (f *fakeAPI) createBody(t *testing.T) map[string]any {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var m map[string]any
+	if err := json.Unmarshal(f.lastCreate, &m); err != nil {
+		t.Fatalf("create body %q: %v", f.lastCreate, err)
+	}
+	return m
 }
 
 func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
@@ -141,6 +250,14 @@ func (f *fakeAPI) show(w http.ResponseWriter, r *http.Request) {
 	last := created.Add(time.Hour)
 	withStats.Stats = &client.Stats{RecordsReceived: 14, RecordsLoaded: 12, RecordsRejected: 1,
 		LastReceivedAt: &last, Backlog: 1, LagSeconds: 0.25}
+	if in.Verify != nil {
+		failures, dropped := int64(3), int64(2)
+		withStats.Stats.SignatureFailures, withStats.Stats.RecordsDeduplicated = &failures, &dropped
+		withStats.Stats.LastSignatureFailure = &client.Failure{At: last, Reason: "no Webhook-Signature header"}
+		for _, s := range f.secrets[in.ID] {
+			withStats.Secrets = append(withStats.Secrets, *s)
+		}
+	}
 	reply(w, 200, withStats)
 }
 
@@ -253,7 +370,7 @@ func setup(t *testing.T) (*fakeAPI, *httptest.Server) {
 func hh(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(t.Context(), args, &out, &errOut)
+	code = run(t.Context(), args, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 

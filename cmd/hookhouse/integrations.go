@@ -17,6 +17,7 @@ func integrationsAdd(ctx context.Context, c *cli, fs *flag.FlagSet, args []strin
 	fs.StringVar(&in.Type, "type", "", "vero (append-only) or webhooks (generic)")
 	fs.StringVar(&in.Schema, "schema", "", "warehouse `schema` instead of the one derived from the name; immutable")
 	fs.StringVar(&in.PrimaryKey, "primary-key", "", "webhooks type only: top-level `field` to upsert rows by")
+	vf := defineVerifyFlags(fs)
 	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -26,12 +27,17 @@ func integrationsAdd(ctx context.Context, c *cli, fs *flag.FlagSet, args []strin
 	if in.Type == "" {
 		return c.usagef(fs, "--type is required: vero or webhooks")
 	}
+	v, window, err := vf.config(c, fs)
+	if err != nil {
+		return err
+	}
+	in.Verify = v
 
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	created, err := cl.CreateIntegration(ctx, in)
+	created, err := c.createIntegration(ctx, cl, in, window)
 	if err != nil {
 		return err
 	}
@@ -43,6 +49,20 @@ func integrationsAdd(ctx context.Context, c *cli, fs *flag.FlagSet, args []strin
 	printIntegration(tw, created)
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if created.Secret != "" {
+		// The one place, with 'secrets add', where a secret is printed.
+		shown := client.Secret{ID: 1, CreatedAt: created.CreatedAt}
+		if len(created.Secrets) > 0 {
+			shown = created.Secrets[0]
+		}
+		fmt.Fprintf(c.stdout, "\nNew signing secret %s of integration %d:\n\n  %s\n\n", describeSecret(shown), created.ID, created.Secret)
+		fmt.Fprintf(c.stdout, "It is shown only this once: copy it now into the sender's webhook settings. If it is lost, "+
+			"add another (hookhouse integrations secrets add %d) and remove this one.\n", created.ID)
+	}
+	if created.Verify != nil && len(created.Secrets) == 0 {
+		fmt.Fprintf(c.stdout, "\nIt has no signing secret yet, so every delivery is refused (401) until you add the one %s shows "+
+			"once its endpoint has the URL: hookhouse integrations secrets add %d --secret-file FILE\n", created.Verify.Scheme, created.ID)
 	}
 	fmt.Fprintf(c.stdout, "\nnext: hookhouse urls generate %d\n", created.ID)
 	return nil
@@ -104,6 +124,7 @@ func integrationsShow(ctx context.Context, c *cli, fs *flag.FlagSet, args []stri
 		fmt.Fprintf(tw, "Last loaded\t%s\n", formatTimePtr(s.LastLoadedAt))
 		fmt.Fprintf(tw, "Backlog\t%d\n", s.Backlog)
 		fmt.Fprintf(tw, "Lag\t%s\n", formatLag(s.LagSeconds))
+		printSignatureStats(tw, s)
 	} else {
 		fmt.Fprintf(tw, "Stats\t-\n")
 	}
@@ -149,6 +170,7 @@ func printIntegration(w io.Writer, in *client.Integration) {
 		fmt.Fprintf(w, "Primary key\t%s\n", cell(in.PrimaryKey))
 	}
 	fmt.Fprintf(w, "Created\t%s\n", formatTime(in.CreatedAt))
+	printVerify(w, in)
 }
 
 // formatLag prints a lag in seconds as a short duration: 250ms, 4.2s, 3m10s.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,14 +40,22 @@ type command struct {
 	run     func(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
 	local   bool   // needs no server, so takes no --server, --key or --data
 	details string // more help, after the flags
+	// groups titles sets of the command's own flags in its help; flags in no
+	// group are listed first, under "Flags".
+	groups []config.FlagGroup
 }
 
 var commands = []command{
 	{name: "serve", args: "[flags]", summary: "run the server: receiver, loader, admin API, dashboard"},
-	{name: "integrations add", args: "--name NAME --type vero|webhooks [flags]", summary: "create an integration", run: integrationsAdd},
+	{name: "integrations add", args: "--name NAME --type vero|webhooks [flags]", summary: "create an integration",
+		run: integrationsAdd, groups: addGroups, details: addDetails},
 	{name: "integrations list", summary: "list integrations", run: integrationsList},
-	{name: "integrations show", args: "<id>", summary: "show an integration and its loading stats", run: integrationsShow},
+	{name: "integrations show", args: "<id>", summary: "show an integration, its signature checks and its loading stats", run: integrationsShow},
 	{name: "integrations delete", args: "<id> --yes", summary: "delete an integration and revoke its URLs (its data stays)", run: integrationsDelete},
+	{name: "integrations secrets list", args: "<integration id>", summary: "list an integration's signing secrets (hints only)", run: secretsList},
+	{name: "integrations secrets add", args: "<integration id> [flags]",
+		summary: "add a signing secret to rotate (2 at most); a generated one is shown only once", run: secretsAdd, details: secretsAddDetails},
+	{name: "integrations secrets remove", args: "<integration id> <secret id>", summary: "remove a signing secret, ending a rotation (never the last one)", run: secretsRemove},
 	{name: "urls generate", args: "<integration id>", summary: "create a webhook URL; it is shown only once", run: urlsGenerate},
 	{name: "urls list", args: "<integration id>", summary: "list an integration's webhook URLs (hints only)", run: urlsList},
 	{name: "urls revoke", args: "<integration id> <url id>", summary: "revoke a webhook URL at once", run: urlsRevoke},
@@ -57,14 +66,15 @@ var commands = []command{
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run executes one command line and returns the exit status: 0 on success, 1 on
-// failure, 2 on a mistake in the command line.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// failure, 2 on a mistake in the command line. stdin is read only when asked to
+// (--secret -).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		printUsage(stderr)
 		return 2
@@ -73,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 {
 			// "hookhouse help urls generate" is "hookhouse urls generate -h".
-			return run(ctx, append(append([]string{}, args[1:]...), "-h"), stdout, stderr)
+			return run(ctx, append(append([]string{}, args[1:]...), "-h"), stdin, stdout, stderr)
 		}
 		printUsage(stdout)
 		return 0
@@ -91,44 +101,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitStatus(err, stderr)
 	}
-	c := &cli{stdout: stdout, stderr: stderr}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := c.flagSet(cmd)
 	return exitStatus(c.explain(cmd.run(ctx, c, fs, rest)), stderr)
 }
 
-// lookup finds the command named by the first one or two words of args.
+// lookup finds the command named by the first words of args ("sql", "urls
+// generate", "integrations secrets add").
 func lookup(args []string, stdout, stderr io.Writer) (command, []string, error) {
 	for _, cmd := range commands {
-		if cmd.name == args[0] {
-			return cmd, args[1:], nil
+		words := strings.Fields(cmd.name)
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			return cmd, args[len(words):], nil
 		}
 	}
-	group := args[0]
+	// Not a whole command: find the longest group it names ("integrations
+	// secrets") and list that group's commands.
+	var group string
 	var subs []command
-	for _, cmd := range commands {
-		if strings.HasPrefix(cmd.name, group+" ") {
-			subs = append(subs, cmd)
+	for n := 1; n <= len(args); n++ {
+		g := strings.Join(args[:n], " ")
+		var in []command
+		for _, cmd := range commands {
+			if strings.HasPrefix(cmd.name, g+" ") {
+				in = append(in, cmd)
+			}
 		}
+		if len(in) == 0 {
+			break
+		}
+		group, subs = g, in
 	}
 	if len(subs) == 0 {
 		printUsage(stderr)
-		return command{}, nil, &usageError{msg: fmt.Sprintf("unknown command %q", group)}
+		return command{}, nil, &usageError{msg: fmt.Sprintf("unknown command %q", args[0])}
 	}
-	if len(args) < 2 {
+	next := len(strings.Fields(group))
+	if len(args) == next {
 		printCommands(stderr, subs)
 		return command{}, nil, &usageError{msg: group + " needs a command"}
 	}
-	switch args[1] {
+	switch args[next] {
 	case "-h", "-help", "--help", "help":
 		printCommands(stdout, subs)
 		return command{}, nil, flag.ErrHelp
 	}
-	for _, cmd := range subs {
-		if cmd.name == group+" "+args[1] {
-			return cmd, args[2:], nil
-		}
-	}
-	return command{}, nil, &usageError{cmd: group, msg: fmt.Sprintf("unknown command %q", args[1])}
+	return command{}, nil, &usageError{cmd: group, msg: fmt.Sprintf("unknown command %q", args[next])}
 }
 
 func printUsage(w io.Writer) {
@@ -188,8 +206,10 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// cli holds what every command but serve shares: its output and the common flags.
+// cli holds what every command but serve shares: its input and output and the
+// common flags.
 type cli struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 
 	server  string
@@ -218,7 +238,8 @@ func (c *cli) flagSet(cmd command) *flag.FlagSet {
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: hookhouse %s\n\n%s.\n\n", strings.TrimSpace(cmd.name+" "+cmd.args), capitalize(cmd.summary))
-		config.PrintFlags(w, fs, helpGroups, func(name string) string { return envNames[name] })
+		groups := append(append(helpGroups[:1:1], cmd.groups...), helpGroups[1:]...)
+		config.PrintFlags(w, fs, groups, func(name string) string { return envNames[name] })
 		if cmd.details != "" {
 			fmt.Fprintf(w, "\n%s", cmd.details)
 		}

@@ -311,7 +311,9 @@ type NewIntegration struct {
 // signing secret must be made with CreateRevealing, which returns it.
 func (s *Store) Create(req NewIntegration, now time.Time) (*Integration, error) {
 	if req.Verify != nil && req.Secret == "" {
-		return nil, fail(ErrInvalid, "a generated signing secret must be shown once: use CreateRevealing")
+		if _, err := verify.GenerateSecret(req.Verify.Scheme); err == nil {
+			return nil, fail(ErrInvalid, "a generated signing secret must be shown once: use CreateRevealing")
+		}
 	}
 	in, _, err := s.CreateRevealing(req, now)
 	return in, err
@@ -374,11 +376,16 @@ func (s *Store) CreateRevealing(req NewIntegration, now time.Time) (_ *Integrati
 	if req.Verify != nil {
 		cfg := req.Verify.WithDefaults()
 		in.Verify = &cfg
-		var err error
-		if secret, plain, revealed, err = s.newSecret(in, req.Secret, now); err != nil {
-			return nil, "", err
+		// A provider that issues the secret only once the endpoint exists
+		// (Stripe, Slack, …) needs the URL first: such an integration starts
+		// without a secret and refuses every delivery until one is added.
+		if _, genErr := verify.GenerateSecret(cfg.Scheme); req.Secret != "" || genErr == nil {
+			var err error
+			if secret, plain, revealed, err = s.newSecret(in, req.Secret, now); err != nil {
+				return nil, "", err
+			}
+			vals[secretKeyName(in.ID, secret.ID)] = secret
 		}
-		vals[secretKeyName(in.ID, secret.ID)] = secret
 	}
 	if err := s.write(ids, vals); err != nil {
 		return nil, "", err
@@ -387,7 +394,9 @@ func (s *Store) CreateRevealing(req NewIntegration, now time.Time) (_ *Integrati
 	if secret != nil {
 		s.secrets[in.ID] = []*storedSecret{secret}
 		s.plain[in.ID] = [][]byte{plain}
-		if err := s.rebuild(in.ID); err != nil {
+	}
+	if in.Verify != nil {
+		if err := s.rebuild(in.ID); err != nil && secret != nil {
 			s.logger.Error("integration cannot verify deliveries", "integration", in.ID, "err", err)
 		}
 	}

@@ -231,6 +231,9 @@ func (s *Store) live(intID int64) (*Integration, error) {
 
 // checkVerify validates a new integration's verify settings.
 func checkVerify(req *NewIntegration) error {
+	if w := req.DedupeWindow; w < 0 || time.Duration(w) > 90*24*time.Hour {
+		return fail(ErrInvalid, "dedupe_window must be between 0 (the default, %s) and 90 days", DefaultDedupeWindow)
+	}
 	if req.Verify == nil {
 		if req.Secret != "" {
 			return fail(ErrInvalid, `secret needs "verify": {"scheme": …}`)
@@ -241,10 +244,7 @@ func checkVerify(req *NewIntegration) error {
 		return fail(ErrInvalid, "verify is only for integrations of type webhooks; vero authenticates by its secret URL")
 	}
 	if err := req.Verify.Validate(); err != nil {
-		return fail(ErrInvalid, "verify: %v", err)
-	}
-	if w := req.DedupeWindow; w < 0 || time.Duration(w) > 90*24*time.Hour {
-		return fail(ErrInvalid, "dedupe_window must be between 0 (the default, %s) and 90 days", DefaultDedupeWindow)
+		return fail(ErrInvalid, "%v", err) // it says "verify: …"
 	}
 	return nil
 }

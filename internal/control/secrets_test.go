@@ -57,6 +57,22 @@ func TestSigningSecrets(t *testing.T) {
 	if len(list) != 1 || !strings.HasSuffix(revealed, list[0].Hint) {
 		t.Fatalf("secrets %+v", list)
 	}
+	// Stripe issues its secret only once the endpoint (the URL) exists: the
+	// integration starts without one and refuses deliveries until it is added.
+	stripe, revealed2, err := s.CreateRevealing(control.NewIntegration{Name: "Stripe", Type: "webhooks",
+		Verify: &verify.Config{Scheme: verify.Stripe}}, now)
+	if err != nil || revealed2 != "" {
+		t.Fatalf("Stripe without a secret: %v, %q, %v", stripe, revealed2, err)
+	}
+	if v, verifying := s.Verifier(stripe.ID); !verifying || v != nil {
+		t.Fatalf("Stripe without a secret: verifier %v, verifying %v; want refuse-all", v, verifying)
+	}
+	if _, _, err := s.AddSecret(stripe.ID, "whsec_from_stripe", now); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Verifier(stripe.ID); v == nil {
+		t.Fatal("no verifier after the secret was added")
+	}
 	// Nothing stored holds a secret in the clear.
 	st.Scan("", func(k string, v []byte) error {
 		if bytes.Contains(v, []byte(pasted)) || bytes.Contains(v, []byte(revealed)) {

@@ -24,4 +24,8 @@ type Point struct {
 	Rejected int64         // records loaded into _sdc_rejected
 	Lag      float64       // the largest lag seen in the bucket, seconds
 	Refused  map[int]int64 // answers other than 200, by status code; nil when none
+	// SignatureFailures counts deliveries whose signature did not verify
+	// (integrations that verify; refused with 401 in enforce mode, accepted
+	// and only counted in monitor mode).
+	SignatureFailures int64
 }

@@ -639,3 +639,114 @@ func BenchmarkReceivedParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestSignatureFailures: the new series is recorded per integration, summed
+// for integration 0 and over nodes, downsampled like the others and kept
+// across a restart.
+func TestSignatureFailures(t *testing.T) {
+	dir := t.TempDir()
+	st := openState(t, dir)
+	c := &clock{t: time.Date(2026, 3, 4, 10, 0, 30, 0, time.UTC)}
+	h := open(t, st, c, Options{})
+	h.SignatureFailed(1)
+	h.SignatureFailed(1)
+	h.SignatureFailed(2)
+	c.add(time.Minute)
+	h.SignatureFailed(1)
+	h.Received(1, 4)
+	for _, tc := range []struct {
+		id          int64
+		w           Window
+		last, total int64
+	}{
+		{1, Hour, 1, 3}, {2, Hour, 0, 1}, {0, Hour, 1, 4},
+		{1, Day, 3, 3}, {0, Week, 4, 4}, {3, Hour, 0, 0},
+	} {
+		pts := h.Points(tc.id, tc.w)
+		var total int64
+		for _, p := range pts {
+			total += p.SignatureFailures
+		}
+		if got := last(pts).SignatureFailures; got != tc.last || total != tc.total {
+			t.Errorf("integration %d window %d: last bucket %d, total %d; want %d, %d", tc.id, tc.w, got, total, tc.last, tc.total)
+		}
+	}
+	if p := last(h.Points(1, Hour)); p.Received != 4 || p.Refused != nil {
+		t.Errorf("a signature failure touched the other series: %+v", p)
+	}
+	before := h.Points(0, Day)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openState(t, dir)
+	defer st.Close()
+	h = open(t, st, c, Options{})
+	defer h.Close()
+	if got := h.Points(0, Day); !reflect.DeepEqual(got, before) {
+		t.Errorf("signature failures differ after a restart:\n got %+v\nwant %+v", got, before)
+	}
+	// Another node's failures add up in the shared state.
+	other := open(t, st, c, Options{Node: "b"})
+	other.SignatureFailed(1)
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := open(t, st, c, Options{})
+	defer h2.Close()
+	if got := last(h2.Points(1, Hour)).SignatureFailures; got != 2 {
+		t.Errorf("two nodes' failures in the current minute = %d, want 2", got)
+	}
+}
+
+// TestEncodingVersions: buckets written before signature failures existed
+// (v1) are still read; a bucket without failures is still written as v1, one
+// with failures as v2, and both round-trip.
+func TestEncodingVersions(t *testing.T) {
+	// A v1 bucket as the previous release wrote it: received 3, loaded 2,
+	// rejected 1, lag 1234 ms, one status code, 401 seven times.
+	v1 := []byte{1, 3, 2, 1, 0xd2, 0x09, 1, 0x91, 0x03, 7}
+	want := bucket{received: 3, loaded: 2, rejected: 1, lagMs: 1234, refused: []codeCount{{401, 7}}}
+	got, ok := decodeBucket(v1)
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("v1 bucket decoded as %+v %v, want %+v", got, ok, want)
+	}
+	if enc := encodeBucket(&want); !reflect.DeepEqual(enc, v1) {
+		t.Errorf("a bucket without signature failures encodes as %x, want v1 %x", enc, v1)
+	}
+	want.sigFail = 5
+	enc := encodeBucket(&want)
+	if enc[0] != encodingV2 || !reflect.DeepEqual(enc, []byte{2, 3, 2, 1, 0xd2, 0x09, 5, 1, 0x91, 0x03, 7}) {
+		t.Errorf("a bucket with signature failures encodes as %x", enc)
+	}
+	if got, ok := decodeBucket(enc); !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("v2 round trip: %+v %v, want %+v", got, ok, want)
+	}
+	for _, bad := range [][]byte{{2, 3, 2, 1, 0xd2, 0x09}, {3, 3, 2, 1, 0xd2, 0x09, 0}, append(enc, 0)} {
+		if _, ok := decodeBucket(bad); ok {
+			t.Errorf("decoded %x", bad)
+		}
+	}
+
+	// Open reads a state holding old v1 buckets next to new v2 ones.
+	st := openState(t, t.TempDir())
+	defer st.Close()
+	c := &clock{t: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)}
+	minute := c.t.Unix() / 60
+	if err := st.Put(map[string][]byte{
+		formatKey("local", 1, 0, minute-1): v1,
+		formatKey("local", 1, 0, minute):   enc,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h := open(t, st, c, Options{})
+	defer h.Close()
+	pts := h.Points(1, Hour)
+	prev, cur := pts[len(pts)-2], last(pts)
+	if prev.Received != 3 || prev.SignatureFailures != 0 || prev.Refused[401] != 7 ||
+		cur.Received != 3 || cur.SignatureFailures != 5 || cur.Lag != 1.234 {
+		t.Errorf("read back %+v and %+v", prev, cur)
+	}
+}

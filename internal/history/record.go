@@ -36,6 +36,7 @@ type bucket struct {
 	loaded   int64
 	rejected int64
 	lagMs    int64       // the largest lag recorded in the bucket
+	sigFail  int64       // signature failures
 	refused  []codeCount // non-200 answers by status code; kept on reuse
 	dirty    bool        // changed since the last flush
 	stored   bool        // the state holds a key for idx
@@ -208,6 +209,18 @@ func (h *History) Loaded(integration int64, loaded, rejected int) {
 	h.mu.Unlock()
 }
 
+// SignatureFailed counts a delivery whose signature did not verify, whether
+// it was refused (enforce) or accepted anyway (monitor).
+func (h *History) SignatureFailed(integration int64) {
+	sec := h.now().Unix()
+	h.mu.Lock()
+	s := h.series(integration)
+	for r := range s.rings {
+		h.bucket(s, r, sec).sigFail++
+	}
+	h.mu.Unlock()
+}
+
 // Lag records a lag sample; each bucket keeps the largest.
 func (h *History) Lag(integration int64, d time.Duration) {
 	ms := d.Milliseconds()
@@ -293,6 +306,7 @@ func (h *History) Points(integration int64, w Window) []Point {
 			p.Loaded += b.loaded
 			p.Rejected += b.rejected
 			p.Lag = max(p.Lag, float64(b.lagMs)/1000)
+			p.SignatureFailures += b.sigFail
 			for _, c := range b.refused {
 				if p.Refused == nil {
 					p.Refused = map[int]int64{}

@@ -68,16 +68,34 @@ func parseKey(k string) (node string, integration int64, r int, idx int64, ok bo
 	return parts[0], integration, r, start / width, true
 }
 
-// Bucket encoding: a version byte, then uvarints: received, loaded, rejected,
-// lag ms, the number of status codes, and each code with its count.
-const encodingV1 = 1
+// Bucket encoding: a version byte, then uvarints.
+//
+//	v1: received, loaded, rejected, lag ms, the number of status codes, and
+//	    each code with its count;
+//	v2: received, loaded, rejected, lag ms, signature failures, then the
+//	    codes as in v1.
+//
+// Both are read. A bucket without signature failures is still written as v1,
+// so most buckets stay readable by a hookhouse from before v2 (a rollback, or
+// an older node of a cluster); one that cannot read a v2 bucket skips it and
+// lets it expire.
+const (
+	encodingV1 = 1
+	encodingV2 = 2
+)
 
 func encodeBucket(b *bucket) []byte {
-	out := make([]byte, 1, 1+5*binary.MaxVarintLen64+len(b.refused)*(3+binary.MaxVarintLen64))
+	out := make([]byte, 1, 1+6*binary.MaxVarintLen64+len(b.refused)*(3+binary.MaxVarintLen64))
 	out[0] = encodingV1
-	for _, v := range [...]int64{b.received, b.loaded, b.rejected, b.lagMs, int64(len(b.refused))} {
-		out = binary.AppendUvarint(out, uint64(v))
+	out = binary.AppendUvarint(out, uint64(b.received))
+	out = binary.AppendUvarint(out, uint64(b.loaded))
+	out = binary.AppendUvarint(out, uint64(b.rejected))
+	out = binary.AppendUvarint(out, uint64(b.lagMs))
+	if b.sigFail > 0 {
+		out[0] = encodingV2
+		out = binary.AppendUvarint(out, uint64(b.sigFail))
 	}
+	out = binary.AppendUvarint(out, uint64(len(b.refused)))
 	for _, c := range b.refused {
 		out = binary.AppendUvarint(out, uint64(c.code))
 		out = binary.AppendUvarint(out, uint64(c.n))
@@ -87,8 +105,12 @@ func encodeBucket(b *bucket) []byte {
 
 func decodeBucket(v []byte) (bucket, bool) {
 	var b bucket
-	if len(v) == 0 || v[0] != encodingV1 {
+	if len(v) == 0 || (v[0] != encodingV1 && v[0] != encodingV2) {
 		return b, false
+	}
+	fields := []*int64{&b.received, &b.loaded, &b.rejected, &b.lagMs}
+	if v[0] == encodingV2 {
+		fields = append(fields, &b.sigFail)
 	}
 	v = v[1:]
 	next := func() (int64, bool) {
@@ -100,7 +122,7 @@ func decodeBucket(v []byte) (bucket, bool) {
 		return int64(x), true
 	}
 	var codes int64
-	for _, p := range []*int64{&b.received, &b.loaded, &b.rejected, &b.lagMs, &codes} {
+	for _, p := range append(fields, &codes) {
 		x, ok := next()
 		if !ok {
 			return b, false

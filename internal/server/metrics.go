@@ -102,6 +102,9 @@ func (m *metrics) SignatureFailed(integration int64, code verify.Code, reason st
 	s.LastAt, s.Last = time.Now().UTC(), reason
 	m.signatures[integration] = s
 	m.sigMu.Unlock()
+	if m.history != nil {
+		m.history.SignatureFailed(integration)
+	}
 }
 
 func (m *metrics) Deduplicated(integration int64) {

@@ -201,6 +201,35 @@ func refusedChart(id string, win windowView, pts []history.Point) template.HTML 
 	return drawChart(c)
 }
 
+// signatureChart: deliveries whose signature did not verify, per bucket.
+func signatureChart(id string, win windowView, pts []history.Point) template.HTML {
+	c := chartSpec{ID: id, Title: "Signature failures", Unit: "failures / " + win.Bucket, Win: win, Counts: true, Format: countLabel}
+	s := stack{Name: "signature failures", Class: "sigfail"}
+	var total, peak int64
+	var peakAt time.Time
+	for _, p := range pts {
+		c.At = append(c.At, p.At)
+		s.Values = append(s.Values, float64(p.SignatureFailures))
+		total += p.SignatureFailures
+		if p.SignatureFailures > peak {
+			peak, peakAt = p.SignatureFailures, p.At
+		}
+	}
+	c.Stacks = []stack{s}
+	if total == 0 {
+		c.Summary = fmt.Sprintf("No signature failures %s.", win.Span)
+	} else {
+		c.Summary = fmt.Sprintf("%s %s %s; the most in one %s: %s (%s).", groupDigits(total),
+			plural(total, "signature failure", "signature failures"), win.Span, bucketName(win), groupDigits(peak), bucketTime(peakAt))
+	}
+	c.Empty = "No signature failures " + win.Span
+	c.Tooltip = func(i int) string {
+		return fmt.Sprintf("%s: %s %s", bucketTime(pts[i].At), groupDigits(pts[i].SignatureFailures),
+			plural(pts[i].SignatureFailures, "signature failure", "signature failures"))
+	}
+	return drawChart(c)
+}
+
 // codeClass gives the common refusals fixed colours, so that a code keeps its
 // colour from one poll or window to the next; the rest share one.
 func codeClass(code int) string {

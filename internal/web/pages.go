@@ -14,6 +14,7 @@ import (
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/history"
+	"github.com/hookhouse/hookhouse/internal/verify"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -47,13 +48,14 @@ type listPage struct {
 func (w *Web) list(rw http.ResponseWriter, r *http.Request) {
 	loadErr := loadError(w.opts.Status(r.Context(), false))
 	win := windowOf(r.URL.Query().Get("window"))
-	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr, Live: w.live("all-", 0, win)}
+	ins := w.opts.Control.Integrations()
+	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr, Live: w.live("all-", 0, win, anyVerifies(ins))}
 	if id := r.URL.Query().Get("deleted"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			p.Flash = fmt.Sprintf("Integration %d deleted. Its webhook URLs are revoked; its warehouse data stays.", n)
 		}
 	}
-	for _, in := range w.opts.Control.Integrations() {
+	for _, in := range ins {
 		st := w.opts.Stats(in.ID)
 		pts := w.points(in.ID, win)
 		row := listRow{In: in, Stats: st, Fresh: freshness(st, loadErr, w.rejectionsOf(st, pts, win))}
@@ -76,11 +78,14 @@ type live struct {
 	Win     windowView
 	Windows []windowView
 	Charts  []template.HTML
-	AsOf    time.Time
+	// SigChart is the signature failures chart, drawn where something verifies.
+	SigChart template.HTML
+	AsOf     time.Time
 }
 
-// live draws the charts of integration (0: all) over win.
-func (w *Web) live(idPrefix string, integration int64, win windowView) live {
+// live draws the charts of integration (0: all) over win; signatures adds the
+// signature failures chart (for integrations that verify).
+func (w *Web) live(idPrefix string, integration int64, win windowView, signatures bool) live {
 	l := live{History: w.opts.History != nil, Win: win, Windows: windows, AsOf: w.opts.Now()}
 	if pts := w.points(integration, win); pts != nil {
 		l.Charts = []template.HTML{
@@ -88,8 +93,21 @@ func (w *Web) live(idPrefix string, integration int64, win windowView) live {
 			lagChart(idPrefix+"lag", win, pts),
 			refusedChart(idPrefix+"refused", win, pts),
 		}
+		if signatures {
+			l.SigChart = signatureChart(idPrefix+"sigfails", win, pts)
+		}
 	}
 	return l
+}
+
+// anyVerifies reports whether one of ins verifies signatures.
+func anyVerifies(ins []control.Integration) bool {
+	for _, in := range ins {
+		if in.Verify != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // points is the history of integration (0: all) over win; nil without history.
@@ -133,20 +151,29 @@ type newPage struct {
 	SchemaWhy  string
 	Error      string
 	Once       string
+	Verify     verifyForm
+	Schemes    []schemeInfo
 }
 
 func (w *Web) newForm(rw http.ResponseWriter, r *http.Request) {
-	w.render(rw, r, http.StatusOK, "new.html", newPage{base: w.base(r, "Add integration"), Type: control.TypeVero, Once: randomToken()})
+	w.render(rw, r, http.StatusOK, "new.html", newPage{
+		base: w.base(r, "Add integration"), Type: control.TypeVero, Once: randomToken(),
+		Verify: verifyForm{Mode: string(verify.Enforce)}, Schemes: schemes,
+	})
 }
 
 // create previews the schema name (action=preview) or saves the integration,
 // generates its first URL and answers with the one-time reveal (action=save).
+// A webhooks integration can verify signatures: its form also sends the
+// scheme, mode and secret (see verifyForm); a generated secret is revealed
+// together with the URL. A pasted secret or verify token is never sent back
+// in the form: after a preview or an error it must be pasted again.
 func (w *Web) create(rw http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	p := newPage{
 		base: w.base(r, "Add integration"),
 		Type: f.Get("type"), Name: strings.TrimSpace(f.Get("name")), PrimaryKey: strings.TrimSpace(f.Get("primary_key")),
-		Once: f.Get("once"),
+		Once: f.Get("once"), Verify: readVerifyForm(f), Schemes: schemes,
 	}
 	if p.Type != control.TypeWebhooks {
 		p.Type = control.TypeVero
@@ -164,6 +191,17 @@ func (w *Web) create(rw http.ResponseWriter, r *http.Request) {
 		w.render(rw, r, http.StatusOK, "new.html", p)
 		return
 	}
+	req := control.NewIntegration{Name: p.Name, Type: p.Type}
+	if p.Type == control.TypeWebhooks {
+		req.PrimaryKey = p.PrimaryKey
+		cfg, secret, msg := p.Verify.config()
+		if msg != "" {
+			p.Error = msg
+			w.render(rw, r, http.StatusBadRequest, "new.html", p)
+			return
+		}
+		req.Verify, req.Secret = cfg, secret
+	}
 	if !w.sessions.useOnce(sessionOf(r), p.Once) {
 		// A resubmitted save (reload of the reveal, back button): never run it twice.
 		p.Once = randomToken()
@@ -171,48 +209,38 @@ func (w *Web) create(rw http.ResponseWriter, r *http.Request) {
 		w.render(rw, r, http.StatusConflict, "new.html", p)
 		return
 	}
-	pk := p.PrimaryKey
-	if p.Type != control.TypeWebhooks {
-		pk = ""
-	}
-	in, err := w.opts.Control.Create(control.NewIntegration{Name: p.Name, Type: p.Type, PrimaryKey: pk}, w.opts.Now())
+	in, secret, err := w.opts.Control.CreateRevealing(req, w.opts.Now())
 	if err != nil {
 		status, msg := w.controlError(err)
-		p.Error, p.Once = msg, randomToken()
+		p.Error, p.Once = verifyMessage(msg), randomToken()
 		w.render(rw, r, status, "new.html", p)
 		return
 	}
-	w.opts.Logger.Info("integration created", "integration", in.ID, "schema", in.Schema, "type", in.Type)
+	if in.Verify != nil {
+		w.opts.Logger.Info("integration created", "integration", in.ID, "schema", in.Schema, "type", in.Type,
+			"scheme", in.Verify.Scheme, "mode", in.Verify.Mode, "secret_generated", secret != "")
+	} else {
+		w.opts.Logger.Info("integration created", "integration", in.ID, "schema", in.Schema, "type", in.Type)
+	}
+	rv := reveal{In: in, Secret: secret, New: true}
+	if secret != "" {
+		rv.SecretHint = hintOf(secret)
+	}
 	u, token, err := w.opts.Control.GenerateURL(in.ID, w.opts.Now())
 	if err != nil {
 		_, msg := w.controlError(err)
-		w.showIntegration(rw, r, http.StatusServiceUnavailable, in, "", "The integration was created but its first webhook URL could not be generated: "+msg+" Press Generate to try again.")
-		return
+		msg = "The integration was created but its first webhook URL could not be generated: " + msg + " Press Generate on its page to try again."
+		if secret == "" {
+			w.showIntegration(rw, r, http.StatusServiceUnavailable, in, "", msg)
+			return
+		}
+		// The generated secret exists only in this answer: reveal it anyway.
+		rv.Error = msg
+	} else {
+		w.opts.Logger.Info("webhook URL generated", "integration", in.ID, "url_id", u.ID, "hint", "****"+u.Hint)
+		rv.URL, rv.Token = u, token
 	}
-	w.opts.Logger.Info("webhook URL generated", "integration", in.ID, "url_id", u.ID, "hint", "****"+u.Hint)
-	w.reveal(rw, r, in, u, token, true)
-}
-
-type revealPage struct {
-	base
-	In   control.Integration
-	URL  string
-	Hint string
-	New  bool
-}
-
-// reveal is the only page that ever holds a token. It is the direct answer to the
-// POST that generated it (no redirect, so the token is in no URL) and is sent
-// with Cache-Control: no-store; Continue is a plain link to the integration page,
-// which shows only the hint. Reloading re-submits the form, which its one-time
-// nonce refuses.
-func (w *Web) reveal(rw http.ResponseWriter, r *http.Request, in *control.Integration, u *control.WebhookURL, token string, isNew bool) {
-	rw.Header().Set("Cache-Control", "no-store")
-	rw.Header().Set("Pragma", "no-cache")
-	w.render(rw, r, http.StatusOK, "reveal.html", revealPage{
-		base: w.base(r, "Your webhook URL"), In: *in,
-		URL: api.WebhookURL(w.opts.PublicURL, in.ID, token), Hint: u.Hint, New: isNew,
-	})
+	w.reveal(rw, r, rv)
 }
 
 type rows struct {
@@ -239,6 +267,11 @@ type integrationPage struct {
 	Rejected    rows
 	Example     string
 	Events      []string
+	// For integrations that verify signatures.
+	Scheme     schemeInfo
+	Secrets    []control.Secret
+	MaxSecrets int
+	SecretOnce string
 }
 
 func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
@@ -265,6 +298,9 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 	if q.Get("resubmitted") != "" {
 		flash = "That form was already submitted. A webhook URL is shown only once; if you missed it, revoke it and generate another."
 	}
+	if f := secretFlash(w.opts.Control, in, q); f != "" {
+		flash = f
+	}
 	w.showIntegration(rw, r, http.StatusOK, in, flash, "")
 }
 
@@ -273,7 +309,7 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 func (w *Web) fillLive(r *http.Request, p *integrationPage) {
 	win := windowOf(r.URL.Query().Get("window"))
 	p.Stats = w.opts.Stats(p.In.ID)
-	p.Live = w.live("", p.In.ID, win)
+	p.Live = w.live("", p.In.ID, win, p.In.Verify != nil)
 	p.Fresh = freshness(p.Stats, loadError(w.opts.Status(r.Context(), false)), w.rejectionsOf(p.Stats, w.points(p.In.ID, win), win))
 }
 
@@ -288,6 +324,15 @@ func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status in
 		base: w.base(r, in.Name), In: *in, URLs: urls, Max: control.MaxActiveURLs,
 		Once: randomToken(), Flash: flash, Error: errMsg, Events: veroEvents,
 		Example: api.WebhookURL(w.opts.PublicURL, in.ID, "<TOKEN>"),
+		Scheme:  schemeOf(""), MaxSecrets: verify.MaxSecrets,
+	}
+	if in.Verify != nil {
+		p.Scheme, p.SecretOnce = schemeOf(in.Verify.Scheme), randomToken()
+		if p.Secrets, err = w.opts.Control.Secrets(in.ID); err != nil {
+			_, msg := w.controlError(err)
+			w.fail(rw, r, http.StatusNotFound, msg)
+			return
+		}
 	}
 	w.fillLive(r, &p)
 	for _, u := range urls {
@@ -383,7 +428,7 @@ func (w *Web) generate(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.opts.Logger.Info("webhook URL generated", "integration", in.ID, "url_id", u.ID, "hint", "****"+u.Hint)
-	w.reveal(rw, r, in, u, token, false)
+	w.reveal(rw, r, reveal{In: in, URL: u, Token: token})
 }
 
 type confirmPage struct {

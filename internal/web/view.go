@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
 // FreshLag is how old the oldest unloaded record may be while an integration
@@ -84,6 +85,16 @@ var funcs = template.FuncMap{
 	"cellN":      cellN,
 	"capitalize": capitalize,
 	"count":      func(n int64) string { return groupDigits(n) },
+	// countp shows a count the stats may omit (nil: 0).
+	"countp": func(n *int64) string {
+		if n == nil {
+			return "0"
+		}
+		return groupDigits(*n)
+	},
+	"schemeLabel": func(s verify.Scheme) string { return schemeOf(s).Label },
+	"list":        func(s ...string) []string { return s },
+	"duration":    func(d verify.Duration) string { return time.Duration(d).String() },
 }
 
 // ts shows a time in UTC, or "never".

@@ -13,9 +13,11 @@
 //     (http.CrossOriginProtection).
 //   - Every page sends a Content-Security-Policy without inline script,
 //     X-Frame-Options: DENY, Referrer-Policy: no-referrer and nosniff.
-//   - A webhook token appears in exactly one response: the one to the POST that
-//     generated it (see reveal). It is never put in a URL, a cookie, a redirect or
-//     a log line, and the reveal is sent with Cache-Control: no-store.
+//   - A webhook token or a generated signing secret appears in exactly one
+//     response: the one to the POST that generated it (see reveal). It is never
+//     put in a URL, a cookie, a redirect or a log line, and the reveal is sent
+//     with Cache-Control: no-store. A pasted signing secret is not sent back at
+//     all; pages show secrets by hint only.
 package web
 
 import (
@@ -48,11 +50,20 @@ type Control interface {
 	CheckAdminKey(key string) bool
 	Integrations() []control.Integration
 	Integration(id int64) (*control.Integration, error)
-	Create(req control.NewIntegration, now time.Time) (*control.Integration, error)
+	// CreateRevealing stores a new integration; for one that verifies with a
+	// generated secret it returns that secret, once (else "").
+	CreateRevealing(req control.NewIntegration, now time.Time) (*control.Integration, string, error)
 	Delete(id int64, now time.Time) error
 	GenerateURL(id int64, now time.Time) (*control.WebhookURL, string, error)
 	URLs(id int64) ([]control.WebhookURL, error)
 	RevokeURL(intID, urlID int64, now time.Time) error
+	// Signing secrets of an integration that verifies: listed by hint, never
+	// the secret. AddSecret returns a generated secret once (secret "" where
+	// the scheme allows); a third secret is ErrConflict. Removing the last is
+	// ErrConflict.
+	Secrets(intID int64) ([]control.Secret, error)
+	AddSecret(intID int64, secret string, now time.Time) (*control.Secret, string, error)
+	RemoveSecret(intID, secretID int64, now time.Time) error
 }
 
 // Warehouse is what the integration page reads: recent and rejected rows.
@@ -195,6 +206,9 @@ func (w *Web) Register(mux *http.ServeMux) {
 	mux.Handle("POST /integrations/{id}/urls", w.form(w.generate))
 	mux.Handle("GET /integrations/{id}/urls/{url}/revoke", w.page(w.revokeConfirm))
 	mux.Handle("POST /integrations/{id}/urls/{url}/revoke", w.form(w.revoke))
+	mux.Handle("POST /integrations/{id}/secrets", w.form(w.addSecret))
+	mux.Handle("GET /integrations/{id}/secrets/{secret}/remove", w.page(w.removeSecretConfirm))
+	mux.Handle("POST /integrations/{id}/secrets/{secret}/remove", w.form(w.removeSecret))
 	mux.Handle("GET /integrations/{id}/delete", w.page(w.deleteConfirm))
 	mux.Handle("POST /integrations/{id}/delete", w.form(w.delete))
 }

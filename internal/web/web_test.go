@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -114,6 +116,15 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 	}
 	key, err := ctl.EnsureAdminKey()
 	if err != nil {
+		t.Fatal(err)
+	}
+	sealKey := make([]byte, secretbox.KeySize)
+	rand.Read(sealKey)
+	box, err := secretbox.New(sealKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.SetSealer(box); err != nil {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
@@ -240,8 +251,8 @@ func TestPagesRender(t *testing.T) {
 				t.Errorf("%s page lacks %q", typ, want)
 			}
 		}
-		if typ == "vero" && !strings.Contains(page, "Webhooks</strong> section") {
-			t.Error("vero page lacks the Vero setup steps")
+		if typ == "vero" && !strings.Contains(page, veroPath) {
+			t.Error("vero page lacks the Vero setup steps with the menu path")
 		}
 		if typ == "webhooks" {
 			if !strings.Contains(page, "/token/&lt;TOKEN&gt;") || !strings.Contains(page, "curl -X POST") {

@@ -1,7 +1,8 @@
 // The dashboard works without this file except for the Copy button; it also
 // previews the schema name while typing (the Preview button does the same
 // without JavaScript, and the server's answer is the one that counts), and
-// keeps the numbers and charts current (without it, a reload does that).
+// keeps the numbers and charts current (without it, a reload does that), and
+// shows only the chosen signature scheme's steps and fields in the add form.
 (function () {
   "use strict";
 
@@ -44,6 +45,32 @@
     name.addEventListener("input", function () {
       preview.textContent = schemaName(name.value.trim()) || "—";
     });
+  }
+
+  // The add form: show the parts of the chosen type ([data-types]) and
+  // signature scheme ([data-schemes], a space-separated list; "" is none).
+  // Without this the server shows the chosen scheme's parts, and Preview
+  // re-renders them for a new choice.
+  var form = document.getElementById("new-integration");
+  if (form) {
+    var checked = function (name) {
+      var el = form.querySelector("input[name=" + name + "]:checked");
+      return el ? el.value : "";
+    };
+    var sync = function () {
+      var type = checked("type");
+      var scheme = checked("scheme");
+      form.querySelectorAll("[data-types]").forEach(function (el) {
+        el.hidden = el.dataset.types.split(" ").indexOf(type) < 0;
+      });
+      form.querySelectorAll("[data-schemes]").forEach(function (el) {
+        el.hidden = el.dataset.schemes.split(" ").indexOf(scheme) < 0;
+      });
+    };
+    form.addEventListener("change", function (e) {
+      if (e.target.name === "type" || e.target.name === "scheme") { sync(); }
+    });
+    sync();
   }
 
   // Live numbers: every few seconds, fetch the page's live parts as HTML
