@@ -50,6 +50,37 @@ func (c *Client) AddSecret(ctx context.Context, integrationID int64, secret stri
 	return &out, nil
 }
 
+// VerifyChange changes a verifying integration: empty fields stay as they are.
+type VerifyChange struct {
+	Mode         string // "enforce" or "monitor"
+	Tolerance    string // e.g. "5m"
+	DedupeWindow string // e.g. "48h"
+}
+
+// UpdateVerify changes how an integration verifies signatures, e.g. its mode
+// from monitor to enforce at the end of a rollout.
+func (c *Client) UpdateVerify(ctx context.Context, integrationID int64, ch VerifyChange) (*Integration, error) {
+	v := map[string]string{}
+	if ch.Mode != "" {
+		v["mode"] = ch.Mode
+	}
+	if ch.Tolerance != "" {
+		v["tolerance"] = ch.Tolerance
+	}
+	body := map[string]any{}
+	if len(v) > 0 {
+		body["verify"] = v
+	}
+	if ch.DedupeWindow != "" {
+		body["dedupe_window"] = ch.DedupeWindow
+	}
+	var out Integration
+	if err := c.request.do(ctx, http.MethodPatch, integrationPath(integrationID), body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Secrets lists an integration's signing secrets by hint.
 func (c *Client) Secrets(ctx context.Context, integrationID int64) ([]Secret, error) {
 	var out []Secret

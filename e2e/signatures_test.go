@@ -419,3 +419,49 @@ func TestEverySchemeOverHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestMonitorRollout: in monitor mode a delivery that fails verification is
+// stored and counted; switching the integration to enforce (PATCH) refuses it
+// from then on, with the same integration and table.
+func TestMonitorRollout(t *testing.T) {
+	ctx := context.Background()
+	in := startServer(t, nil)
+	integ, err := in.Client.CreateIntegration(ctx, client.NewIntegration{Name: "Rollout", Type: "webhooks",
+		Verify: &client.Verify{Scheme: "github", Secret: "the right secret", Mode: "monitor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := in.Client.GenerateURL(ctx, integ.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := in.hookURL(u.URL)
+	sc := schemeCases["github"]
+	h, body := sc.sign("a wrong secret", "r1", time.Now())
+	h.Set("Content-Type", "application/json")
+	if status, b := send(t, hook, h, body, false); status != 200 {
+		t.Fatalf("monitor mode, bad signature: %d %s; want it stored", status, b)
+	}
+	changed, err := in.Client.UpdateVerify(ctx, integ.ID, client.VerifyChange{Mode: "enforce", Tolerance: "2m"})
+	if err != nil || changed.Verify.Mode != "enforce" || changed.Verify.Tolerance != "2m0s" {
+		t.Fatalf("UpdateVerify = %+v, %v", changed, err)
+	}
+	h, body = sc.sign("a wrong secret", "r2", time.Now())
+	h.Set("Content-Type", "application/json")
+	if status, _ := send(t, hook, h, body, false); status != 401 {
+		t.Fatalf("enforce mode, bad signature: %d, want 401", status)
+	}
+	h, body = sc.sign("the right secret", "r3", time.Now())
+	h.Set("Content-Type", "application/json")
+	if status, _ := send(t, hook, h, body, false); status != 200 {
+		t.Fatalf("enforce mode, good signature: %d", status)
+	}
+	waitLoaded(t, in.Client, integ.ID, 2)
+	st, err := in.Client.Integration(ctx, integ.ID)
+	if err != nil || st.Stats.SignatureFailures == nil || *st.Stats.SignatureFailures != 2 {
+		t.Fatalf("stats %+v, %v: want 2 signature failures (one in monitor, one refused)", st.Stats, err)
+	}
+	if _, err := in.Client.UpdateVerify(ctx, integ.ID, client.VerifyChange{Mode: "loud"}); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("an unknown mode: %v, want 400", err)
+	}
+}

@@ -75,6 +75,7 @@ func (a *API) Routes() []Route {
 		{"POST /api/v1/integrations/{id}/webhook-urls", a.generateURL},
 		{"GET /api/v1/integrations/{id}/webhook-urls", a.listURLs},
 		{"DELETE /api/v1/integrations/{id}/webhook-urls/{url_id}", a.revokeURL},
+		{"PATCH /api/v1/integrations/{id}", a.updateIntegration},
 		{"POST /api/v1/integrations/{id}/secrets", a.addSecret},
 		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},

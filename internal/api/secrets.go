@@ -103,3 +103,35 @@ func (a *API) removeSecret(w http.ResponseWriter, r *http.Request) {
 	a.Logger.Info("signing secret removed", "integration", in.ID, "secret_id", sid)
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// updateIntegration is PATCH /api/v1/integrations/{id}: a verifying
+// integration's mode, tolerance and dedupe window (e.g. ending a rollout with
+// {"verify": {"mode": "enforce"}}). Fields left out stay.
+func (a *API) updateIntegration(w http.ResponseWriter, r *http.Request) {
+	in, ok := a.integration(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Verify *struct {
+			Mode      *verify.Mode     `json:"mode"`
+			Tolerance *verify.Duration `json:"tolerance"`
+		} `json:"verify"`
+		DedupeWindow *verify.Duration `json:"dedupe_window"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	ch := control.VerifyChange{DedupeWindow: req.DedupeWindow}
+	if req.Verify != nil {
+		ch.Mode, ch.Tolerance = req.Verify.Mode, req.Verify.Tolerance
+	}
+	out, err := a.Control.UpdateVerify(in.ID, ch)
+	if err != nil {
+		a.controlError(w, err)
+		return
+	}
+	a.Logger.Info("integration verification changed", "integration", in.ID, "mode", string(out.Verify.Mode),
+		"tolerance", time.Duration(out.Verify.Tolerance).String())
+	writeJSON(w, http.StatusOK, a.integrationView(*out))
+}

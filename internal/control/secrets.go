@@ -266,3 +266,55 @@ func (in *Integration) DedupeWindowOf() time.Duration {
 	}
 	return DefaultDedupeWindow
 }
+
+// VerifyChange is a change to a verifying integration's settings: nil fields
+// stay as they are.
+type VerifyChange struct {
+	Mode      *verify.Mode
+	Tolerance *verify.Duration
+	// DedupeWindow applies to deliveries received from now on.
+	DedupeWindow *verify.Duration
+}
+
+// UpdateVerify changes how integration intID verifies: the mode (monitor →
+// enforce is how a rollout ends), the timestamp tolerance and the dedupe
+// window. The scheme and its secrets stay.
+func (s *Store) UpdateVerify(intID int64, ch VerifyChange) (*Integration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, err := s.live(intID)
+	if err != nil {
+		return nil, err
+	}
+	if in.Verify == nil {
+		return nil, fail(ErrInvalid, "integration %d does not verify signatures; only integrations created with \"verify\" can change it", intID)
+	}
+	next := *in
+	cfg := *in.Verify
+	if ch.Mode != nil {
+		cfg.Mode = *ch.Mode
+	}
+	if ch.Tolerance != nil {
+		cfg.Tolerance = *ch.Tolerance
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fail(ErrInvalid, "%v", err)
+	}
+	cfg = cfg.WithDefaults()
+	next.Verify = &cfg
+	if ch.DedupeWindow != nil {
+		next.DedupeWindow = *ch.DedupeWindow
+		if err := checkVerify(&NewIntegration{Type: TypeWebhooks, DedupeWindow: next.DedupeWindow}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.write(s.last, map[string]any{keyIntegration + id(intID): &next}); err != nil {
+		return nil, err
+	}
+	s.integrations[intID] = &next
+	if err := s.rebuild(intID); err != nil {
+		s.logger.Error("integration cannot verify deliveries", "integration", intID, "err", err)
+	}
+	out := next
+	return &out, nil
+}
