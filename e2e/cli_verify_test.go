@@ -36,8 +36,9 @@ func runCLIInput(t *testing.T, server string, env []string, stdin string, args .
 // built binary against a real server: the generated secret is printed once,
 // a rotation with secrets add (from stdin), list and remove verifies with
 // either secret and then refuses the removed one, a third secret and removing
-// the last are refused in CLI terms, and show names secrets by hint with the
-// signature stats, never a secret.
+// the last are refused in CLI terms, 'integrations verify' switches to monitor
+// and back to enforce, and show names secrets by hint with the signature stats,
+// never a secret.
 func TestCLIVerifiedSource(t *testing.T) {
 	ctx := context.Background()
 	in := startServer(t, nil)
@@ -119,6 +120,21 @@ func TestCLIVerifiedSource(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errs, "409 conflict") || !strings.Contains(errs, "only secret") ||
 		!strings.Contains(errs, "hookhouse integrations secrets add 1") {
 		t.Fatalf("removing the last secret: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// A rollout's switch, both ways: monitor, then back to enforce.
+	out, errs, code = cli("integrations", "verify", "1", "--mode", "monitor")
+	if code != 0 || !strings.Contains(out, "Verify         standard-webhooks, monitor (bad signatures are counted, not refused), tolerance 5m\n") ||
+		!strings.Contains(out, "Dedupe window  48h\n") || !strings.Contains(out, "hookhouse integrations verify 1 --mode enforce") {
+		t.Fatalf("integrations verify --mode monitor: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = cli("integrations", "show", "1")
+	if code != 0 || !strings.Contains(out, "Verify                standard-webhooks, monitor (bad signatures are counted, not refused), tolerance 5m\n") {
+		t.Fatalf("show after switching to monitor: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = cli("integrations", "verify", "1", "--mode", "enforce")
+	if code != 0 || !strings.Contains(out, "standard-webhooks, enforce, tolerance 5m\n") || !strings.Contains(out, "now get 401") {
+		t.Fatalf("integrations verify --mode enforce: exit %d\n%s%s", code, out, errs)
 	}
 
 	out, errs, code = cli("integrations", "show", "1")

@@ -51,6 +51,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux.HandleFunc("GET /api/v1/integrations", f.list)
 	mux.HandleFunc("GET /api/v1/integrations/{id}", f.show)
 	mux.HandleFunc("DELETE /api/v1/integrations/{id}", f.delete)
+	mux.HandleFunc("PATCH /api/v1/integrations/{id}", f.update)
 	mux.HandleFunc("POST /api/v1/integrations/{id}/webhook-urls", f.generate)
 	mux.HandleFunc("GET /api/v1/integrations/{id}/webhook-urls", f.listURLs)
 	mux.HandleFunc("DELETE /api/v1/integrations/{id}/webhook-urls/{url_id}", f.revoke)
@@ -186,6 +187,58 @@ func (f *fakeAPI) addSecret(w http.ResponseWriter, r *http.Request) {
 	shown := *s
 	shown.Secret = revealed
 	reply(w, 201, shown)
+}
+
+// update is PATCH /api/v1/integrations/{id}: a verifying integration's mode,
+// tolerance and dedupe window.
+func (f *fakeAPI) update(w http.ResponseWriter, r *http.Request) {
+	in := f.find(w, r)
+	if in == nil {
+		return
+	}
+	var req struct {
+		Verify *struct {
+			Mode      *string `json:"mode"`
+			Tolerance *string `json:"tolerance"`
+		} `json:"verify"`
+		DedupeWindow *string `json:"dedupe_window"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		apiError(w, 400, "bad_request", "the body is not JSON")
+		return
+	}
+	if in.Verify == nil {
+		apiError(w, 400, "invalid", fmt.Sprintf("integration %d does not verify signatures; only integrations created with \"verify\" can change it", in.ID))
+		return
+	}
+	next := *in.Verify
+	if v := req.Verify; v != nil {
+		if v.Mode != nil {
+			if *v.Mode != "enforce" && *v.Mode != "monitor" {
+				apiError(w, 400, "invalid", fmt.Sprintf("verify: unknown mode %q: use enforce or monitor", *v.Mode))
+				return
+			}
+			next.Mode = *v.Mode
+		}
+		if v.Tolerance != nil {
+			d, err := time.ParseDuration(*v.Tolerance)
+			if err != nil || d < time.Second || d > 24*time.Hour {
+				apiError(w, 400, "invalid", fmt.Sprintf("verify: tolerance %s is out of range: use 1s to 24h0m0s (default 5m0s)", *v.Tolerance))
+				return
+			}
+			next.Tolerance = d.String()
+		}
+	}
+	if req.DedupeWindow != nil {
+		d, _ := time.ParseDuration(*req.DedupeWindow)
+		in.DedupeWindow = d.String()
+	}
+	in.Verify = &next
+	shown := *in
+	for _, s := range f.secrets[in.ID] {
+		shown.Secrets = append(shown.Secrets, *s)
+	}
+	reply(w, 200, shown)
 }
 
 func (f *fakeAPI) listSecrets(w http.ResponseWriter, r *http.Request) {

@@ -184,17 +184,7 @@ func printVerify(w io.Writer, in *client.Integration) {
 		}
 		return
 	}
-	desc := cell(v.Scheme)
-	if v.Mode != "" {
-		desc += ", " + v.Mode
-	}
-	if v.Mode == "monitor" {
-		desc += " (bad signatures are counted, not refused)"
-	}
-	if v.Tolerance != "" && (timestamped[v.Scheme] || v.TimestampHeader != "") {
-		desc += ", tolerance " + shortDuration(v.Tolerance)
-	}
-	fmt.Fprintf(w, "Verify\t%s\n", desc)
+	fmt.Fprintf(w, "Verify\t%s\n", describeVerify(v))
 	if v.Scheme == "hmac" {
 		fmt.Fprintf(w, "HMAC\t%s\n", cell(describeHMAC(*v)))
 	}
@@ -209,6 +199,22 @@ func printVerify(w io.Writer, in *client.Integration) {
 	if len(in.Secrets) == 0 {
 		fmt.Fprintf(w, "Secrets\tnone: every delivery fails verification; add one with hookhouse integrations secrets add %d\n", in.ID)
 	}
+}
+
+// describeVerify sums up a verification: scheme, mode and, for the schemes
+// that sign a timestamp, the tolerance.
+func describeVerify(v *client.Verify) string {
+	desc := cell(v.Scheme)
+	if v.Mode != "" {
+		desc += ", " + v.Mode
+	}
+	if v.Mode == "monitor" {
+		desc += " (bad signatures are counted, not refused)"
+	}
+	if v.Tolerance != "" && (timestamped[v.Scheme] || v.TimestampHeader != "") {
+		desc += ", tolerance " + shortDuration(v.Tolerance)
+	}
+	return desc
 }
 
 // describeHMAC sums up how a generic sender signs.
@@ -274,4 +280,71 @@ func shortDuration(s string) string {
 func (c *cli) createIntegration(ctx context.Context, cl *client.Client, in client.NewIntegration, window string) (*client.Integration, error) {
 	in.DedupeWindow = window
 	return cl.CreateIntegration(ctx, in)
+}
+
+const verifyDetails = `A rollout: create the integration with --mode monitor, so deliveries whose signature fails are
+stored anyway and only counted; watch "Signature failures" in 'hookhouse integrations show <id>';
+once it stays flat, enforce: deliveries whose signature fails then get 401. The scheme and the
+secrets stay (rotate secrets with 'hookhouse integrations secrets'). Only an integration created
+with --verify can change; the new dedupe window applies to deliveries received from now on.
+
+Examples:
+  hookhouse integrations verify 3 --mode enforce
+  hookhouse integrations verify 3 --mode monitor --tolerance 10m
+`
+
+// integrationsVerify changes an integration's mode, tolerance or dedupe
+// window (PATCH /api/v1/integrations/{id}) and prints the new settings.
+func integrationsVerify(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
+	var ch client.VerifyChange
+	fs.StringVar(&ch.Mode, "mode", "", "what a bad signature gets, as `MODE`: enforce (401) or monitor (accepted and only counted)")
+	fs.StringVar(&ch.Tolerance, "tolerance", "", "the `TIME` a signed timestamp may be off this server's clock, for the schemes that sign one (1s to 24h; default 5m)")
+	fs.StringVar(&ch.DedupeWindow, "dedupe-window", "", "the `TIME` a delivery id counts as seen (at most 2160h; default 168h)")
+	id, cl, err := c.integrationArg(fs, args)
+	if err != nil {
+		return err
+	}
+	if ch == (client.VerifyChange{}) {
+		return c.usagef(fs, "say what to change: --mode enforce|monitor, --tolerance TIME or --dedupe-window TIME")
+	}
+	if ch.Mode != "" && ch.Mode != "enforce" && ch.Mode != "monitor" {
+		return c.usagef(fs, "--mode %q: use enforce or monitor", ch.Mode)
+	}
+	for _, d := range []struct{ name, v string }{{"tolerance", ch.Tolerance}, {"dedupe-window", ch.DedupeWindow}} {
+		if d.v == "" {
+			continue
+		}
+		if _, err := time.ParseDuration(d.v); err != nil {
+			return c.usagef(fs, "--%s %q is not a duration: write it like 5m, 90s or 168h", d.name, d.v)
+		}
+	}
+	in, err := cl.UpdateVerify(ctx, id, ch)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(in)
+	}
+	fmt.Fprintf(c.stdout, "Updated signature verification of integration %d.\n\n", in.ID)
+	tw := c.table()
+	if in.Verify != nil {
+		fmt.Fprintf(tw, "Verify\t%s\n", describeVerify(in.Verify))
+	}
+	window := "168h (the default)"
+	if in.DedupeWindow != "" {
+		window = shortDuration(in.DedupeWindow)
+	}
+	fmt.Fprintf(tw, "Dedupe window\t%s\n", window)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if in.Verify != nil && ch.Mode != "" {
+		if in.Verify.Mode == "monitor" {
+			fmt.Fprintf(c.stdout, "\nDeliveries whose signature fails are now stored and counted. Once \"Signature failures\" in "+
+				"'hookhouse integrations show %d' stays flat, enforce: hookhouse integrations verify %d --mode enforce\n", in.ID, in.ID)
+		} else {
+			fmt.Fprintf(c.stdout, "\nDeliveries whose signature fails now get 401 and are not stored.\n")
+		}
+	}
+	return nil
 }

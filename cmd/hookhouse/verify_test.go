@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -321,6 +322,75 @@ func TestSecretsHelp(t *testing.T) {
 	} {
 		if !strings.Contains(words, want) {
 			t.Errorf("integrations add -h lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestIntegrationsVerify(t *testing.T) {
+	f, _ := setup(t)
+	mustRun(t, "integrations", "add", "--name", "Svix", "--type", "webhooks", "--verify", "standard-webhooks", "--mode", "monitor")
+
+	out := mustRun(t, "integrations", "verify", "1", "--mode", "enforce", "--tolerance", "2m")
+	want := `Updated signature verification of integration 1.
+
+Verify         standard-webhooks, enforce, tolerance 2m
+Dedupe window  168h (the default)
+
+Deliveries whose signature fails now get 401 and are not stored.
+`
+	if out != want {
+		t.Errorf("verify --mode enforce:\n%s\nwant:\n%s", out, want)
+	}
+	if show := mustRun(t, "integrations", "show", "1"); !regexp.MustCompile(`(?m)^Verify +standard-webhooks, enforce, tolerance 2m$`).MatchString(show) {
+		t.Errorf("show after verify:\n%s", show)
+	}
+
+	// Back to monitor, flags after the id or before it; the next step is named.
+	out = mustRun(t, "integrations", "verify", "--mode", "monitor", "1", "--dedupe-window", "48h")
+	for _, want := range []string{
+		"Verify         standard-webhooks, monitor (bad signatures are counted, not refused), tolerance 2m\n",
+		"Dedupe window  48h\n",
+		"hookhouse integrations verify 1 --mode enforce\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify --mode monitor lacks %q:\n%s", want, out)
+		}
+	}
+	f.mu.Lock()
+	mode, window := f.integrations[0].Verify.Mode, f.integrations[0].DedupeWindow
+	f.mu.Unlock()
+	if mode != "monitor" || window != "48h0m0s" {
+		t.Errorf("the server has mode %q, window %q", mode, window)
+	}
+
+	in := decodeJSON[client.Integration](t, mustRun(t, "integrations", "verify", "1", "--mode", "enforce", "--json"))
+	if in.ID != 1 || in.Verify == nil || in.Verify.Mode != "enforce" || in.Verify.Tolerance != "2m0s" || in.Secret != "" {
+		t.Errorf("verify --json = %+v", in)
+	}
+
+	// Mistakes: caught before asking the server, or the server's reason.
+	wantFailure(t, 2, []string{"integrations verify: say what to change: --mode enforce|monitor, --tolerance TIME or --dedupe-window TIME",
+		"see 'hookhouse integrations verify -h'"}, "integrations", "verify", "1")
+	wantFailure(t, 2, []string{`--mode "strict": use enforce or monitor`}, "integrations", "verify", "1", "--mode", "strict")
+	wantFailure(t, 2, []string{`--tolerance "5 minutes" is not a duration`}, "integrations", "verify", "1", "--tolerance", "5 minutes")
+	wantFailure(t, 2, []string{"missing integration id"}, "integrations", "verify", "--mode", "enforce")
+	wantFailure(t, 1, []string{"400 invalid: verify: tolerance 48h is out of range"}, "integrations", "verify", "1", "--tolerance", "48h")
+	mustRun(t, "integrations", "add", "--name", "Plain", "--type", "webhooks")
+	wantFailure(t, 1, []string{"400 invalid: integration 2 does not verify signatures"}, "integrations", "verify", "2", "--mode", "enforce")
+	wantFailure(t, 1, []string{"404 not_found"}, "integrations", "verify", "9", "--mode", "enforce")
+
+	// Its help lists its own flags only.
+	out, _, code := hh(t, "integrations", "verify", "-h")
+	words := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"Usage: hookhouse integrations verify <id> [--mode enforce|monitor]", "--mode MODE", "--tolerance TIME",
+		"--dedupe-window TIME", "--json", "A rollout: create the integration with --mode monitor"} {
+		if code != 0 || !strings.Contains(words, want) {
+			t.Errorf("integrations verify -h lacks %q: exit %d\n%s", want, code, out)
+		}
+	}
+	for _, not := range []string{"  --verify ", "  --secret", "  --name", "  --hmac"} {
+		if strings.Contains(out, not) {
+			t.Errorf("integrations verify -h lists %s:\n%s", not, out)
 		}
 	}
 }

@@ -272,6 +272,7 @@ type integrationPage struct {
 	Secrets    []control.Secret
 	MaxSecrets int
 	SecretOnce string
+	VerifyOnce string
 }
 
 func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
@@ -301,6 +302,9 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 	if f := secretFlash(w.opts.Control, in, q); f != "" {
 		flash = f
 	}
+	if f := verifyFlash(in, q); f != "" {
+		flash = f
+	}
 	w.showIntegration(rw, r, http.StatusOK, in, flash, "")
 }
 
@@ -327,7 +331,7 @@ func (w *Web) showIntegration(rw http.ResponseWriter, r *http.Request, status in
 		Scheme:  schemeOf(""), MaxSecrets: verify.MaxSecrets,
 	}
 	if in.Verify != nil {
-		p.Scheme, p.SecretOnce = schemeOf(in.Verify.Scheme), randomToken()
+		p.Scheme, p.SecretOnce, p.VerifyOnce = schemeOf(in.Verify.Scheme), randomToken(), randomToken()
 		if p.Secrets, err = w.opts.Control.Secrets(in.ID); err != nil {
 			_, msg := w.controlError(err)
 			w.fail(rw, r, http.StatusNotFound, msg)

@@ -14,7 +14,8 @@ import (
 )
 
 // Signature verification in the dashboard: the add form's scheme, mode and
-// secret, and the signing secrets of an integration (add for a rotation,
+// secret, switching the mode (a rollout ends monitor → enforce) and the
+// tolerance, and the signing secrets of an integration (add for a rotation,
 // remove with a confirmation). A signing secret is in exactly one response,
 // like a webhook token: the reveal that answers the POST which generated it.
 // A pasted secret is never sent back, not even into the form it came from.
@@ -245,4 +246,82 @@ func (w *Web) lookupSecret(rw http.ResponseWriter, r *http.Request) (*control.In
 	}
 	w.fail(rw, r, http.StatusNotFound, fmt.Sprintf("Integration %s has no such signing secret.", in.Name))
 	return nil, control.Secret{}, 0, false
+}
+
+// verifyFlash is the message after the mode or tolerance changed (the
+// redirect's verify_updated), or "".
+func verifyFlash(in *control.Integration, q url.Values) string {
+	if q.Get("verify_updated") == "" || in.Verify == nil {
+		return ""
+	}
+	if in.Verify.Mode == verify.Monitor {
+		return "Signature verification is in monitor mode: a delivery that fails verification is stored anyway and counted under " +
+			"Signature failures. Switch to enforce once they stay flat."
+	}
+	return "Signature verification is enforced: a delivery that fails verification gets 401 and is not stored."
+}
+
+// updateVerify switches an integration's mode (the button sends the other
+// one) and sets its timestamp tolerance. The scheme and secrets stay.
+func (w *Web) updateVerify(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	if in.Verify == nil {
+		w.showIntegration(rw, r, http.StatusBadRequest, in, "", "This integration does not verify signatures, so it has no mode to switch.")
+		return
+	}
+	var ch control.VerifyChange
+	switch m := verify.Mode(r.PostForm.Get("mode")); m {
+	case "":
+	case verify.Enforce, verify.Monitor:
+		ch.Mode = &m
+	default:
+		w.showIntegration(rw, r, http.StatusBadRequest, in, "", fmt.Sprintf("Unknown mode %q: choose enforce or monitor.", m))
+		return
+	}
+	if t := strings.TrimSpace(r.PostForm.Get("tolerance")); t != "" {
+		d, err := parseTolerance(t)
+		if err != nil {
+			w.showIntegration(rw, r, http.StatusBadRequest, in, "", err.Error())
+			return
+		}
+		tol := verify.Duration(d)
+		ch.Tolerance = &tol
+	}
+	if ch.Mode == nil && ch.Tolerance == nil {
+		w.showIntegration(rw, r, http.StatusBadRequest, in, "", "Nothing to change: switch the mode or enter a tolerance.")
+		return
+	}
+	if !w.sessions.useOnce(sessionOf(r), r.PostForm.Get("once")) {
+		w.showIntegration(rw, r, http.StatusConflict, in, "", "That form was already submitted: the page shows the current settings.")
+		return
+	}
+	out, err := w.opts.Control.UpdateVerify(in.ID, ch)
+	if err != nil {
+		status, msg := w.controlError(err)
+		w.showIntegration(rw, r, status, in, "", verifyMessage(msg))
+		return
+	}
+	w.opts.Logger.Info("integration verification changed", "integration", in.ID, "mode", string(out.Verify.Mode),
+		"tolerance", time.Duration(out.Verify.Tolerance).String())
+	http.Redirect(rw, r, fmt.Sprintf("/integrations/%d?verify_updated=1", in.ID), http.StatusSeeOther)
+}
+
+// TimestampSigned says whether the integration's signatures cover a timestamp,
+// so that its tolerance matters (not github, shopify, meta, nor hmac without a
+// timestamp header).
+func (p integrationPage) TimestampSigned() bool {
+	v := p.In.Verify
+	if v == nil {
+		return false
+	}
+	switch v.Scheme {
+	case verify.GitHub, verify.Shopify, verify.Meta:
+		return false
+	case verify.HMAC:
+		return v.TimestampHeader != ""
+	}
+	return true
 }

@@ -474,3 +474,124 @@ func TestVeroMenuPath(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchVerifyMode: the Signature verification section switches the mode
+// both ways (one button, showing the other mode) and sets the tolerance, with
+// the CSRF token and a one-time nonce; mistakes are shown, nothing changed.
+func TestSwitchVerifyMode(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.client(t)
+	b.login(e.key)
+	in, _, err := e.ctl.CreateRevealing(control.NewIntegration{Name: "Svix", Type: "webhooks",
+		Verify: &verify.Config{Scheme: verify.StandardWebhooks, Mode: verify.Monitor}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipath := "/integrations/" + itoa(in.ID)
+	// verifyForm is the mode form of a fresh page, and its nonce.
+	verifyForm := func() (string, string) {
+		t.Helper()
+		_, page := b.do("GET", ipath, nil)
+		i := strings.Index(page, `id="verify-form"`)
+		if i < 0 {
+			t.Fatalf("no mode form:\n%s", page)
+		}
+		form := page[i:]
+		form = form[:strings.Index(form, "</form>")]
+		return form, hidden(form, "once")
+	}
+	current := func() verify.Config {
+		t.Helper()
+		got, err := e.ctl.Integration(in.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *got.Verify
+	}
+	form, once := verifyForm()
+	csrf := hidden(form, "csrf")
+	if !strings.Contains(form, `name="mode" value="enforce" id="switch-mode" class="primary">Switch to enforce</button>`) ||
+		!strings.Contains(form, `name="tolerance" value="5m0s"`) || once == "" || csrf == "" {
+		t.Fatalf("mode form in monitor mode:\n%s", form)
+	}
+
+	// Without the CSRF token: 403, nothing changed.
+	if resp, _ := b.do("POST", ipath+"/verify", url.Values{"once": {once}, "mode": {"enforce"}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("switch without CSRF = %d", resp.StatusCode)
+	}
+	if c := current(); c.Mode != verify.Monitor {
+		t.Fatalf("mode %s after a refused switch", c.Mode)
+	}
+
+	// To enforce, and the same form again is refused.
+	enforce := url.Values{"csrf": {csrf}, "once": {once}, "mode": {"enforce"}, "tolerance": {"5m0s"}}
+	resp, _ := b.do("POST", ipath+"/verify", enforce)
+	if resp.StatusCode != http.StatusSeeOther || current().Mode != verify.Enforce {
+		t.Fatalf("switch to enforce = %d, mode %s", resp.StatusCode, current().Mode)
+	}
+	_, page := b.do("GET", resp.Header.Get("Location"), nil)
+	if !strings.Contains(page, "Signature verification is enforced") || !strings.Contains(page, "<strong>enforce</strong>") ||
+		!strings.Contains(page, `value="monitor" id="switch-mode">Switch to monitor</button>`) {
+		t.Fatalf("after switching to enforce:\n%s", page)
+	}
+	if resp, body := b.do("POST", ipath+"/verify", enforce); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "already submitted") {
+		t.Fatalf("replayed switch = %d", resp.StatusCode)
+	}
+
+	// Back to monitor.
+	_, once = verifyForm()
+	resp, _ = b.do("POST", ipath+"/verify", url.Values{"csrf": {csrf}, "once": {once}, "mode": {"monitor"}})
+	if resp.StatusCode != http.StatusSeeOther || current().Mode != verify.Monitor {
+		t.Fatalf("switch to monitor = %d, mode %s", resp.StatusCode, current().Mode)
+	}
+	_, page = b.do("GET", resp.Header.Get("Location"), nil)
+	if !strings.Contains(page, "in monitor mode") || !strings.Contains(page, "Switch to enforce</button>") {
+		t.Fatalf("after switching to monitor:\n%s", page)
+	}
+
+	// A tolerance that is not a duration, or out of range: shown, nothing changed.
+	for tol, want := range map[string]string{
+		"soon": `role="alert">Tolerance &#34;soon&#34;: write it like 5m or 300s`,
+		"48h":  `role="alert">Tolerance 48h0m0s is out of range`,
+	} {
+		_, once = verifyForm()
+		resp, body := b.do("POST", ipath+"/verify", url.Values{"csrf": {csrf}, "once": {once}, "tolerance": {tol}})
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, want) {
+			t.Errorf("tolerance %q = %d, want 400 with %q:\n%s", tol, resp.StatusCode, want, body)
+		}
+	}
+	if c := current(); time.Duration(c.Tolerance) != 5*time.Minute || c.Mode != verify.Monitor {
+		t.Fatalf("after refused tolerances: %+v", c)
+	}
+	_, once = verifyForm()
+	resp, _ = b.do("POST", ipath+"/verify", url.Values{"csrf": {csrf}, "once": {once}, "tolerance": {"2m"}})
+	if c := current(); resp.StatusCode != http.StatusSeeOther || time.Duration(c.Tolerance) != 2*time.Minute || c.Mode != verify.Monitor {
+		t.Fatalf("tolerance 2m = %d: %+v", resp.StatusCode, c)
+	}
+	if form, _ := verifyForm(); !strings.Contains(form, `name="tolerance" value="2m0s"`) {
+		t.Errorf("the form does not show the new tolerance:\n%s", form)
+	}
+
+	// GitHub signs no timestamp: the mode only. An integration that does not verify has no mode.
+	gh, _, err := e.ctl.CreateRevealing(control.NewIntegration{Name: "GitHub", Type: "webhooks",
+		Verify: &verify.Config{Scheme: verify.GitHub}, Secret: "github-secret-aaaa"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, page = b.do("GET", "/integrations/"+itoa(gh.ID), nil)
+	if !strings.Contains(page, `id="verify-form"`) || strings.Contains(page, `name="tolerance"`) {
+		t.Errorf("GitHub's mode form:\n%s", page)
+	}
+	vero, err := e.ctl.Create(control.NewIntegration{Name: "Vero", Type: "vero"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpath := "/integrations/" + itoa(vero.ID)
+	if _, page := b.do("GET", vpath, nil); strings.Contains(page, `id="verify-form"`) {
+		t.Error("a Vero integration has a mode form")
+	}
+	if resp, body := b.do("POST", vpath+"/verify", url.Values{"csrf": {csrf}, "once": {"v1"}, "mode": {"enforce"}}); resp.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(body, "does not verify signatures") {
+		t.Errorf("switching a Vero integration = %d", resp.StatusCode)
+	}
+}

@@ -64,6 +64,9 @@ type Control interface {
 	Secrets(intID int64) ([]control.Secret, error)
 	AddSecret(intID int64, secret string, now time.Time) (*control.Secret, string, error)
 	RemoveSecret(intID, secretID int64, now time.Time) error
+	// UpdateVerify changes a verifying integration's mode or tolerance (nil
+	// fields stay); one that does not verify is ErrInvalid.
+	UpdateVerify(intID int64, ch control.VerifyChange) (*control.Integration, error)
 }
 
 // Warehouse is what the integration page reads: recent and rejected rows.
@@ -207,6 +210,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	mux.Handle("GET /integrations/{id}/urls/{url}/revoke", w.page(w.revokeConfirm))
 	mux.Handle("POST /integrations/{id}/urls/{url}/revoke", w.form(w.revoke))
 	mux.Handle("POST /integrations/{id}/secrets", w.form(w.addSecret))
+	mux.Handle("POST /integrations/{id}/verify", w.form(w.updateVerify))
 	mux.Handle("GET /integrations/{id}/secrets/{secret}/remove", w.page(w.removeSecretConfirm))
 	mux.Handle("POST /integrations/{id}/secrets/{secret}/remove", w.form(w.removeSecret))
 	mux.Handle("GET /integrations/{id}/delete", w.page(w.deleteConfirm))
