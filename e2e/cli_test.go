@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,18 +19,7 @@ import (
 // and exit status.
 func runCLI(t *testing.T, server string, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(binPath, append(args, "--server", server)...)
-	cmd.Env = append(append(os.Environ(), "HOOKHOUSE_ADMIN_KEY="), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return runCLIInput(t, server, env, "", args...)
 }
 
 // countLike finds wording that names a webhook URL by a bare number, which reads
