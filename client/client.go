@@ -81,6 +81,20 @@ func (c *Client) UpdateVerify(ctx context.Context, integrationID int64, ch Verif
 	return &out, nil
 }
 
+// SetPaused pauses (true) or resumes (false) loading of an integration; receiving
+// never pauses. The answer carries the stats.
+func (c *Client) SetPaused(ctx context.Context, integrationID int64, paused bool) (*Integration, error) {
+	action := "/resume"
+	if paused {
+		action = "/pause"
+	}
+	var out Integration
+	if err := c.request.do(ctx, http.MethodPost, integrationPath(integrationID)+action, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Secrets lists an integration's signing secrets by hint.
 func (c *Client) Secrets(ctx context.Context, integrationID int64) ([]Secret, error) {
 	var out []Secret

@@ -90,6 +90,8 @@ type Stats struct {
 	LagSeconds      float64    `json:"lag_seconds"`
 	// LoadError says why loading is failing; "" while it works.
 	LoadError string `json:"load_error,omitempty"`
+	// Paused: loading is paused by an operator; receiving goes on.
+	Paused bool `json:"paused,omitempty"`
 	// For integrations that verify signatures.
 	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
 	LastSignatureFailure *Failure `json:"last_signature_failure,omitempty"`

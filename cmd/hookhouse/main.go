@@ -53,6 +53,8 @@ var commands = []command{
 	{name: "integrations show", args: "<id>", summary: "show an integration, its signature checks and its loading stats", run: integrationsShow},
 	{name: "integrations verify", args: "<id> [--mode enforce|monitor] [--tolerance TIME] [--dedupe-window TIME]",
 		summary: "change how an integration checks signatures, e.g. end a rollout with --mode enforce", run: integrationsVerify, details: verifyDetails},
+	{name: "integrations pause", args: "<id>", summary: "pause loading (receiving goes on; the backlog waits)", run: integrationsPause},
+	{name: "integrations resume", args: "<id>", summary: "resume loading where it stopped", run: integrationsResume},
 	{name: "integrations delete", args: "<id> --yes", summary: "delete an integration and revoke its URLs (its data stays)", run: integrationsDelete},
 	{name: "integrations secrets list", args: "<integration id>", summary: "list an integration's signing secrets (hints only)", run: secretsList},
 	{name: "integrations secrets add", args: "<integration id> [flags]",

@@ -30,6 +30,8 @@ type Stats struct {
 	LagSeconds      float64    `json:"lag_seconds"`
 	// LoadError says why loading this integration is failing; absent while it works.
 	LoadError string `json:"load_error,omitempty"`
+	// Paused: loading is paused by an operator (receiving goes on).
+	Paused bool `json:"paused,omitempty"`
 	// For integrations that verify signatures: failures since the server
 	// started, the last one's time and reason, and redeliveries dropped.
 	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
@@ -76,6 +78,8 @@ func (a *API) Routes() []Route {
 		{"GET /api/v1/integrations/{id}/webhook-urls", a.listURLs},
 		{"DELETE /api/v1/integrations/{id}/webhook-urls/{url_id}", a.revokeURL},
 		{"PATCH /api/v1/integrations/{id}", a.updateIntegration},
+		{"POST /api/v1/integrations/{id}/pause", a.pause},
+		{"POST /api/v1/integrations/{id}/resume", a.resume},
 		{"POST /api/v1/integrations/{id}/secrets", a.addSecret},
 		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},

@@ -45,6 +45,8 @@ type Integration struct {
 	DedupeWindow verify.Duration `json:"dedupe_window,omitempty"`
 	CreatedAt    time.Time       `json:"created_at"`
 	DeletedAt    *time.Time      `json:"deleted_at,omitempty"`
+	// PausedAt is set while loading is paused (receiving never pauses).
+	PausedAt *time.Time `json:"paused_at,omitempty"`
 }
 
 // WebhookURL is one secret URL; only the hash of its token is kept.

@@ -68,6 +68,8 @@ type Stats struct {
 	Lag            time.Duration
 	// Error is why loading this integration is failing, "" while it works.
 	Error string
+	// Paused: loading is paused by the operator; the backlog waits.
+	Paused bool
 }
 
 // Loader owns one worker goroutine per integration.
@@ -230,11 +232,11 @@ func (l *Loader) startWorker(in control.Integration) *worker {
 	defer l.mu.Unlock()
 	if w, ok := l.workers[in.ID]; ok {
 		w.mu.Lock()
-		deleted := w.in.DeletedAt == nil && in.DeletedAt != nil
+		changed := (w.in.DeletedAt == nil) != (in.DeletedAt == nil) || (w.in.PausedAt == nil) != (in.PausedAt == nil)
 		w.in = in
 		w.mu.Unlock()
-		if deleted {
-			w.poke() // it stops once everything accepted is loaded
+		if changed {
+			w.poke() // a deleted one stops once everything accepted is loaded; a resumed one loads
 		}
 		return w
 	}
@@ -282,6 +284,9 @@ func (l *Loader) Sync(ctx context.Context, integration int64) error {
 		if known && pos >= target {
 			return nil
 		}
+		if w.integration().PausedAt != nil {
+			return fmt.Errorf("loader: sync integration %d: loading is paused (at position %d of %d)", integration, pos, target)
+		}
 		if err != nil {
 			return fmt.Errorf("loader: sync integration %d: %w", integration, err)
 		}
@@ -310,6 +315,7 @@ func (l *Loader) run(w *worker) {
 	)
 	stopping := func() bool { return l.ctx.Err() != nil }
 	deleted := func() bool { return w.integration().DeletedAt != nil }
+	paused := func() bool { return w.integration().PausedAt != nil }
 	fails := func(err error, what string) {
 		w.mu.Lock()
 		if w.failing == 0 {
@@ -350,6 +356,18 @@ func (l *Loader) run(w *worker) {
 				w.changed()
 				w.mu.Unlock()
 			}
+		}
+		if ready == nil && paused() {
+			// Paused by the operator: nothing is loaded until resumed (the
+			// supervisor pokes the worker then); receiving goes on.
+			if stopping() {
+				return
+			}
+			select {
+			case <-w.wake:
+			case <-l.ctx.Done():
+			}
+			continue
 		}
 		if ready == nil {
 			if l.log.Head(w.id).Position <= st.Position {
@@ -627,6 +645,7 @@ func (l *Loader) Stats(integration int64) Stats {
 		if w.failing > 0 && w.lastErr != nil {
 			s.Error = w.lastErr.Error()
 		}
+		s.Paused = w.in.PausedAt != nil
 		w.mu.Unlock()
 	}
 	if head.Position > pos {

@@ -310,7 +310,7 @@ func (s *Server) apiStats(id int64) api.Stats {
 	st := s.loader.Stats(id)
 	out := api.Stats{
 		RecordsReceived: st.Received, RecordsLoaded: st.Loaded, RecordsRejected: st.Rejected,
-		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), LoadError: st.Error,
+		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), LoadError: st.Error, Paused: st.Paused,
 	}
 	if !st.LastReceivedAt.IsZero() {
 		t := st.LastReceivedAt.UTC()

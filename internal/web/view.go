@@ -41,6 +41,9 @@ type rejections struct {
 // caught up (backlog 0), or the oldest waiting record is younger than FreshLag.
 func freshness(st api.Stats, loadErr string, rej rejections) Freshness {
 	switch {
+	case st.Paused:
+		// Paused by an operator: the lag is expected, so say so instead of red.
+		return Freshness{Color: "amber", Label: "paused", Why: fmt.Sprintf("Loading is paused; receiving goes on and %d records wait (resume with hookhouse integrations resume)", st.Backlog)}
 	case loadErr != "":
 		return Freshness{Color: "red", Label: "failing", Why: capitalize(loadErr)}
 	case st.Backlog > 0 && st.LagSeconds >= FreshLag.Seconds():
