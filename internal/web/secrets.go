@@ -325,3 +325,20 @@ func (p integrationPage) TimestampSigned() bool {
 	}
 	return true
 }
+
+// setPaused pauses (paused=1) or resumes (paused=0) loading. It is idempotent,
+// so a replayed form needs no nonce: it asks for the same state again.
+func (w *Web) setPaused(rw http.ResponseWriter, r *http.Request) {
+	in, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	paused := r.PostForm.Get("paused") == "1"
+	if _, err := w.opts.Control.SetPaused(in.ID, paused, w.opts.Now()); err != nil {
+		status, msg := w.controlError(err)
+		w.showIntegration(rw, r, status, in, "", msg)
+		return
+	}
+	w.opts.Logger.Info("integration loading "+map[bool]string{true: "paused", false: "resumed"}[paused]+" from the dashboard", "integration", in.ID)
+	http.Redirect(rw, r, fmt.Sprintf("/integrations/%d", in.ID), http.StatusSeeOther)
+}

@@ -595,3 +595,48 @@ func TestSwitchVerifyMode(t *testing.T) {
 		t.Errorf("switching a Vero integration = %d", resp.StatusCode)
 	}
 }
+
+// TestPauseLoading: the integration page pauses and resumes loading with a
+// CSRF-protected form, says so, and shows the paused badge on the list.
+func TestPauseLoading(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.client(t)
+	b.login(e.key)
+	in, err := e.ctl.Create(control.NewIntegration{Name: "Stitch Vero", Type: "vero"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipath := "/integrations/" + itoa(in.ID)
+	_, page := b.do("GET", ipath, nil)
+	i := strings.Index(page, `id="pause-form"`)
+	if i < 0 || !strings.Contains(page[i:], `id="pause">Pause loading</button>`) {
+		t.Fatalf("no pause form:\n%s", page)
+	}
+	csrf := hidden(page[i:], "csrf")
+	if resp, _ := b.do("POST", ipath+"/pause", url.Values{"paused": {"1"}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("pause without CSRF = %d", resp.StatusCode)
+	}
+	if got, _ := e.ctl.Integration(in.ID); got.PausedAt != nil {
+		t.Fatal("paused without the CSRF token")
+	}
+	b.do("POST", ipath+"/pause", url.Values{"csrf": {csrf}, "paused": {"1"}})
+	if got, _ := e.ctl.Integration(in.ID); got.PausedAt == nil {
+		t.Fatal("the form did not pause loading")
+	}
+	if _, page = b.do("GET", ipath, nil); !strings.Contains(page, `id="resume" class="primary">Resume loading</button>`) ||
+		!strings.Contains(page, "Loading is paused since") {
+		t.Fatalf("paused page:\n%s", page)
+	}
+	b.do("POST", ipath+"/pause", url.Values{"csrf": {csrf}, "paused": {"0"}})
+	if got, _ := e.ctl.Integration(in.ID); got.PausedAt != nil {
+		t.Fatal("the form did not resume loading")
+	}
+}
+
+func TestPausedBadge(t *testing.T) {
+	// A paused integration falls behind on purpose: amber "paused", not red.
+	got := freshness(api.Stats{RecordsReceived: 9, Backlog: 4, LagSeconds: 3600, Paused: true}, "", rejections{})
+	if got.Color != "amber" || got.Label != "paused" || !strings.Contains(got.Why, "4 records wait") {
+		t.Fatalf("freshness of a paused integration = %+v", got)
+	}
+}

@@ -67,6 +67,8 @@ type Control interface {
 	// UpdateVerify changes a verifying integration's mode or tolerance (nil
 	// fields stay); one that does not verify is ErrInvalid.
 	UpdateVerify(intID int64, ch control.VerifyChange) (*control.Integration, error)
+	// SetPaused pauses or resumes loading; receiving never pauses.
+	SetPaused(intID int64, paused bool, now time.Time) (*control.Integration, error)
 }
 
 // Warehouse is what the integration page reads: recent and rejected rows.
@@ -211,6 +213,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	mux.Handle("POST /integrations/{id}/urls/{url}/revoke", w.form(w.revoke))
 	mux.Handle("POST /integrations/{id}/secrets", w.form(w.addSecret))
 	mux.Handle("POST /integrations/{id}/verify", w.form(w.updateVerify))
+	mux.Handle("POST /integrations/{id}/pause", w.form(w.setPaused))
 	mux.Handle("GET /integrations/{id}/secrets/{secret}/remove", w.page(w.removeSecretConfirm))
 	mux.Handle("POST /integrations/{id}/secrets/{secret}/remove", w.form(w.removeSecret))
 	mux.Handle("GET /integrations/{id}/delete", w.page(w.deleteConfirm))
