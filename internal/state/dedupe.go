@@ -34,7 +34,10 @@ import (
 // oldest generation remembered. Otherwise it uses the recent change or reads
 // the store itself. The read outside is a prefetch; the decision stays inside.
 
-var _ Deduper = (*Pebble)(nil)
+var (
+	_ Deduper  = (*Pebble)(nil)
+	_ Importer = (*Pebble)(nil)
+)
 
 const (
 	claimKeyLen  = 1 + 8 + sha256.Size
@@ -58,6 +61,8 @@ type claimReq struct {
 	key    claimKey
 	window int64 // µs
 	pre    prefetch
+	// uncounted: a duplicate is not counted in Deduplicated (imports).
+	uncounted bool
 
 	duplicate bool
 	err       error // this request failed alone (a read error); others commit
@@ -104,6 +109,21 @@ type claim struct {
 // already exists: then it appends nothing and returns duplicate=true. See
 // Deduper for the full contract.
 func (p *Pebble) AppendOnce(ctx context.Context, integration int64, receivedAt time.Time, deliveryID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error) {
+	return p.appendOnce(ctx, integration, receivedAt, nil, deliveryID, window, bodies, true)
+}
+
+// AppendOnceAt is AppendOnce for a backfill import (Importer): the claim is
+// judged at now, record i gets receivedAt[i] as its receipt time, and a
+// duplicate does not count in Deduplicated (an import run again is not a
+// provider's redelivery).
+func (p *Pebble) AppendOnceAt(ctx context.Context, integration int64, now time.Time, receivedAt []time.Time, importID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error) {
+	if len(receivedAt) != len(bodies) {
+		return 0, false, fmt.Errorf("state: %d receipt times for %d records", len(receivedAt), len(bodies))
+	}
+	return p.appendOnce(ctx, integration, now, receivedAt, importID, window, bodies, false)
+}
+
+func (p *Pebble) appendOnce(ctx context.Context, integration int64, receivedAt time.Time, times []time.Time, deliveryID string, window time.Duration, bodies [][]byte, count bool) (first uint64, duplicate bool, err error) {
 	if deliveryID == "" {
 		return 0, false, errors.New("state: AppendOnce needs a delivery id (use Append for deliveries without one)")
 	}
@@ -117,13 +137,13 @@ func (p *Pebble) AppendOnce(ctx context.Context, integration int64, receivedAt t
 	if err := p.checkSpace(int64(size)); err != nil {
 		return 0, false, err
 	}
-	c := &claimReq{key: newClaimKey(integration, deliveryID), window: window.Microseconds()}
+	c := &claimReq{key: newClaimKey(integration, deliveryID), window: window.Microseconds(), uncounted: !count}
 	if err := p.enter(); err != nil {
 		return 0, false, err
 	}
 	c.pre = p.prefetchClaim(c.key)
 	p.leave()
-	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, claim: c, err: make(chan error, 1)}
+	req := &appendReq{integration: integration, receivedAt: receivedAt, times: times, bodies: bodies, size: size, claim: c, err: make(chan error, 1)}
 	if err := p.do(ctx, req); err != nil {
 		return 0, false, err
 	}
@@ -178,6 +198,9 @@ func (p *Pebble) decideClaims(b *pebble.Batch, group []*appendReq) (dups map[int
 			}
 			if c.exists && now < c.expiresAt && now < c.claimedAt+r.claim.window {
 				r.claim.duplicate = true
+				if r.claim.uncounted {
+					continue
+				}
 				if dups == nil {
 					dups = map[int64]int64{}
 				}

@@ -101,6 +101,7 @@ type appendReq struct {
 	integration int64
 	receivedAt  time.Time
 	bodies      [][]byte
+	times       []time.Time // per-record receipt times (AppendOnceAt); nil: receivedAt for all
 	size        int
 	claim       *claimReq
 	sweep       *sweepReq
@@ -283,8 +284,11 @@ func (p *Pebble) commit(group []*appendReq) {
 		}
 		r.first = h.Position + 1
 		us := r.receivedAt.UnixMicro()
-		for _, body := range r.bodies {
+		for i, body := range r.bodies {
 			h.Position++
+			if r.times != nil {
+				us = r.times[i].UnixMicro()
+			}
 			id := uuid.New()
 			// Encode straight into the batch: no intermediate copy of the body.
 			op := b.SetDeferred(17, 24+len(body))

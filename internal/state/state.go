@@ -77,6 +77,16 @@ type Deduper interface {
 	Deduplicated(integration int64) int64
 }
 
+// Importer appends a chunk of a backfill import once (hookhouse import): it is
+// Deduper's AppendOnce with a receipt time per record. The claim on importID is
+// judged at now, exactly as AppendOnce judges deliveryID at receivedAt, and is
+// made in the same durable write as the records; record i is stored with
+// receivedAt[i] (len(receivedAt) == len(bodies)). The head's LastReceivedAt
+// becomes now. A duplicate is not counted in Deduplicated.
+type Importer interface {
+	AppendOnceAt(ctx context.Context, integration int64, now time.Time, receivedAt []time.Time, importID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error)
+}
+
 var (
 	// ErrClosed is returned by every call that needs the store (Append, Read,
 	// Trim, Get, Put, Scan, Writable) once Close has begun, instead of a panic.
