@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/control"
@@ -59,6 +60,12 @@ type API struct {
 	Logger    *slog.Logger
 	// MaxQueryRows caps /query answers.
 	MaxQueryRows int
+	// Import appends backfill import chunks (nil: imports answer 503);
+	// ImportObserve, if set, is told of records imported (metrics).
+	Import        Importer
+	ImportObserve interface{ Accepted(integration int64, records int) }
+	importOnce    sync.Once
+	importSem     chan struct{}
 }
 
 // Route is one admin route.
@@ -84,6 +91,7 @@ func (a *API) Routes() []Route {
 		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
 		{"POST /api/v1/query", a.query},
+		{"POST /api/v1/integrations/{id}/import", a.importChunk},
 	}
 }
 

@@ -131,6 +131,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
 		Logger: logger.With("component", "api"),
+		Import: st, ImportObserve: s.metrics,
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
