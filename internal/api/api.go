@@ -63,9 +63,11 @@ type API struct {
 	// Import appends backfill import chunks (nil: imports answer 503);
 	// ImportObserve, if set, is told of records imported (metrics).
 	Import        Importer
-	ImportObserve interface{ Accepted(integration int64, records int) }
-	importOnce    sync.Once
-	importSem     chan struct{}
+	ImportObserve interface {
+		Accepted(integration int64, records int)
+	}
+	importOnce sync.Once
+	importSem  chan struct{}
 }
 
 // Route is one admin route.
