@@ -57,6 +57,7 @@ screenshots: deps
 
 bench: deps build
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/ ./internal/verify/ ./internal/history/
+	$(GO) test -run='^$$' -bench=BenchmarkImport -benchtime=1x ./cmd/hookhouse/
 	$(GO) run ./cmd/bench -bin bin/hookhouse
 
 lint:

@@ -23,7 +23,7 @@ import (
 // importServer serves the real admin API on a real Pebble log, with
 // integration 1, and points the CLI at it. fail, while positive, makes that
 // many import requests fail with a 503 before they reach the API.
-func importServer(t *testing.T) (*state.Pebble, *atomic.Int32) {
+func importServer(t testing.TB) (*state.Pebble, *atomic.Int32) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := state.OpenPebble(t.TempDir(), logger, state.Options{MinFreeBytes: 1})

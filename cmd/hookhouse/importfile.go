@@ -47,6 +47,8 @@ type importReader struct {
 	sum    hash.Hash
 	buf    []byte
 	chunks int
+	// lastBody is the size of the last chunk's body.
+	lastBody int
 }
 
 // item is one line of NDJSON or one element of an array.
@@ -418,7 +420,9 @@ type chunk struct {
 // nextChunk reads the next chunk; io.EOF when there is none. A chunk with no
 // good records has nothing to send but still counts its bad items.
 func (ir *importReader) nextChunk() (*chunk, error) {
-	c := &chunk{index: ir.chunks}
+	// Sized like the last chunk: most chunks are alike, and growing a
+	// 4 MiB body by doubling would copy it twice over.
+	c := &chunk{index: ir.chunks, body: make([]byte, 0, ir.lastBody+ir.lastBody/8)}
 	items, size := 0, 0
 	for items < chunkItems && size < chunkBytes {
 		it, err := ir.next()
@@ -446,6 +450,7 @@ func (ir *importReader) nextChunk() (*chunk, error) {
 		return nil, io.EOF
 	}
 	ir.chunks++
+	ir.lastBody = len(c.body)
 	c.id = hex.EncodeToString(ir.sum.Sum(nil))
 	return c, nil
 }

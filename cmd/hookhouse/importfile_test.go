@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func gz(t *testing.T, s string) string {
+func gz(t testing.TB, s string) string {
 	t.Helper()
 	var b bytes.Buffer
 	zw := gzip.NewWriter(&b)

@@ -85,8 +85,9 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	var records [][]byte
-	var times []time.Time
+	lines := bytes.Count(body, []byte{'\n'}) + 1
+	records := make([][]byte, 0, min(lines, MaxImportChunkRecords))
+	times := make([]time.Time, 0, cap(records))
 	line := 0
 	for rest := body; len(rest) > 0; {
 		var l []byte
