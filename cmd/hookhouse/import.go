@@ -37,6 +37,10 @@ imported (run the command again once the lines from there on are fixed).
 Skipped bad lines are not imported later by a rerun: put them, fixed, into a
 file of their own and import that.
 
+A chunk id stays claimed for 400 days. To load a file once more on purpose
+(say its rows were dropped and the log no longer holds them), give the import
+a name with --import-name: the same file under a new name is a new import.
+
 Examples:
   hookhouse import 7 vero-2025.ndjson.gz
   zcat export.json.gz | hookhouse import 7 - --received-at created_at
@@ -51,13 +55,14 @@ const maxShownBad = 20
 
 // importer runs one 'hookhouse import'.
 type importer struct {
-	c         *cli
-	cl        *client.Client
-	id        int64
-	schema    string
-	name      string // the file's name, or "stdin"
-	field     string
-	maxErrors int
+	c          *cli
+	cl         *client.Client
+	id         int64
+	schema     string
+	name       string // the file's name, or "stdin"
+	field      string
+	maxErrors  int
+	importName string // --import-name
 
 	bad     int // bad lines seen
 	shown   int // bad lines printed
@@ -80,6 +85,7 @@ type importSummary struct {
 func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
 	field := fs.String("received-at", "", "take _sdc_received_at from the records' top-level `FIELD` (RFC 3339, or Unix seconds or milliseconds); default: the time of the import")
 	maxErrors := fs.Int("max-errors", 0, "skip up to `N` bad lines (each is reported) and import the rest; one more stops the import")
+	importName := fs.String("import-name", "", "import the file as another import under this `NAME`: lines an earlier import stored are stored again (see below)")
 	pos, err := c.parseArgs(fs, args, "integration id", "file (or - for stdin)")
 	if err != nil {
 		return err
@@ -99,7 +105,7 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 	if err != nil {
 		return err
 	}
-	im := &importer{c: c, cl: cl, id: id, schema: in.Schema, name: pos[1], field: *field, maxErrors: *maxErrors}
+	im := &importer{c: c, cl: cl, id: id, schema: in.Schema, name: pos[1], field: *field, maxErrors: *maxErrors, importName: *importName}
 	if pos[1] == "-" {
 		im.name = "stdin"
 		return im.run(ctx, c.stdin, false, 0)
@@ -131,7 +137,7 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 // it counts the records for the progress.
 func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, error) {
 	cr := &countingReader{r: f}
-	ir, err := openImport(cr, im.field)
+	ir, err := openImport(cr, im.field, im.importName)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", im.name, err)
 	}
@@ -169,7 +175,7 @@ func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, 
 // run sends the chunks of r one after another, each once its predecessor is
 // stored, while the next is read. checked: the file went through check.
 func (im *importer) run(ctx context.Context, r io.Reader, checked bool, total int64) error {
-	ir, err := openImport(r, im.field)
+	ir, err := openImport(r, im.field, im.importName)
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.name, err)
 	}

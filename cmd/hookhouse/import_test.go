@@ -130,6 +130,14 @@ func TestImportCommand(t *testing.T) {
 	if n := len(logBodies(t, st)); n != 25_500 {
 		t.Fatalf("log holds %d records, want 25,500", n)
 	}
+	// Under another name the same file is another import, loaded again.
+	out = mustRun(t, "import", "1", path, "--import-name", "again")
+	if !strings.Contains(out, "Imported 25,000 records") || strings.Contains(out, "earlier run") {
+		t.Errorf("--import-name: %s", out)
+	}
+	if n := len(logBodies(t, st)); n != 50_500 {
+		t.Fatalf("log holds %d records, want 50,500", n)
+	}
 }
 
 func TestImportBadLinesAndMaxErrors(t *testing.T) {

@@ -61,8 +61,12 @@ type item struct {
 }
 
 // openImport detects the format of r and returns a reader at its first item.
-func openImport(r io.Reader, field string) (*importReader, error) {
+// name, if not empty, makes the chunk ids another import's (--import-name).
+func openImport(r io.Reader, field, name string) (*importReader, error) {
 	ir := &importReader{br: bufio.NewReaderSize(r, 256<<10), field: field, line: 1, sum: sha256.New()}
+	if name != "" {
+		fmt.Fprintf(ir.sum, "hookhouse import name %q\n", name)
+	}
 	if magic, _ := ir.br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(ir.br)
 		if err != nil {

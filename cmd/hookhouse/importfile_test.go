@@ -24,7 +24,7 @@ func gz(t testing.TB, s string) string {
 // readAllChunks reads input to its end.
 func readAllChunks(t *testing.T, input, field string) ([]*chunk, string, error) {
 	t.Helper()
-	ir, err := openImport(strings.NewReader(input), field)
+	ir, err := openImport(strings.NewReader(input), field, "")
 	if err != nil {
 		return nil, "", err
 	}

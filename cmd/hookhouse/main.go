@@ -63,7 +63,7 @@ var commands = []command{
 	{name: "urls generate", args: "<integration id>", summary: "create a webhook URL; it is shown only once", run: urlsGenerate},
 	{name: "urls list", args: "<integration id>", summary: "list an integration's webhook URLs (hints only)", run: urlsList},
 	{name: "urls revoke", args: "<integration id> <url id>", summary: "revoke a webhook URL at once", run: urlsRevoke},
-	{name: "import", args: "<integration id> FILE|- [--received-at FIELD] [--max-errors N]",
+	{name: "import", args: "<integration id> FILE|- [--received-at FIELD] [--max-errors N] [--import-name NAME]",
 		summary: "import a backfill (NDJSON or a JSON array, gzip'd or not) through the admin API; a rerun skips what is imported",
 		run:     importFile, details: importDetails},
 	{name: "sql", args: `"<query>" [--csv]`, summary: "run a read-only SQL query on the warehouse", run: sqlQuery, details: sqlDetails},
