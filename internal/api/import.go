@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/ingest"
@@ -58,7 +59,7 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "this server cannot import")
 		return
 	}
-	chunk := r.URL.Query().Get("chunk")
+	chunk := strings.ToLower(r.URL.Query().Get("chunk"))
 	if b, err := hex.DecodeString(chunk); err != nil || len(b) != 32 {
 		writeError(w, http.StatusBadRequest, "invalid", "query parameter chunk must be the chunk's id, 64 hex characters")
 		return
