@@ -54,11 +54,14 @@ func fieldTime(rec []byte, field string) (time.Time, error) {
 	return at, nil
 }
 
+// maxReceivedAt is the first receipt time an import cannot give.
+var maxReceivedAt = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // ReceivedAt parses a JSON value given as a record's receipt time: an RFC 3339
 // string ("2025-03-01T12:00:00Z", fractions and offsets allowed) or a number of
 // Unix seconds (fractions allowed), or of Unix milliseconds when it is 10^11 or
 // more (10^11 seconds would be the year 5138). The time must fall in the years
-// 1970 to 9999.
+// 1970 to 2199: _sdc_sequence, nanoseconds since 1970 in 64 bits, ends in 2262.
 func ReceivedAt(raw json.RawMessage) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -83,16 +86,16 @@ func ReceivedAt(raw json.RawMessage) (time.Time, error) {
 		if f >= 1e11 { // milliseconds
 			f /= 1000
 		}
-		if f < 0 || f >= 253402300800 { // 10000-01-01
-			return time.Time{}, fmt.Errorf("%s is outside the years 1970 to 9999", raw)
+		if f < 0 || f >= float64(maxReceivedAt.Unix()) {
+			return time.Time{}, fmt.Errorf("%s is outside the years 1970 to 2199", raw)
 		}
 		sec, frac := math.Modf(f)
 		t = time.Unix(int64(sec), int64(math.Round(frac*1e6))*1000)
 	default:
 		return time.Time{}, fmt.Errorf("%s is neither an RFC 3339 string nor a number of Unix seconds or milliseconds", raw)
 	}
-	if t.Before(time.Unix(0, 0)) || t.Year() > 9999 {
-		return time.Time{}, fmt.Errorf("%s is outside the years 1970 to 9999", raw)
+	if t.Before(time.Unix(0, 0)) || !t.Before(maxReceivedAt) {
+		return time.Time{}, fmt.Errorf("%s is outside the years 1970 to 2199", raw)
 	}
 	return t.UTC(), nil
 }

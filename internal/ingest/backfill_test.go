@@ -60,13 +60,17 @@ func TestImportRecordReceivedAt(t *testing.T) {
 		`{"ts":1e300}`:                  "outside the years",
 		`{"ts":{"s":1}}`:                "neither",
 		`{"ts":"0001-01-01T00:00:00Z"}`: "outside the years",
+		`{"ts":"2200-01-01T00:00:00Z"}`: "outside the years 1970 to 2199",
+		`{"ts":7258118400}`:             "outside the years",
 	}
 	for line, want := range bad {
 		if _, _, err := ImportRecord([]byte(line), "ts"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ImportRecord(%s) = %v, want an error with %q", line, err, want)
 		}
 	}
-	if _, err := ReceivedAt(json.RawMessage(`1700000000123`)); err != nil {
-		t.Error(err)
+	for _, ok := range []string{`1700000000123`, `"2199-12-31T23:59:59Z"`, `0`, `"1970-01-01T00:00:00Z"`} {
+		if _, err := ReceivedAt(json.RawMessage(ok)); err != nil {
+			t.Errorf("ReceivedAt(%s): %v", ok, err)
+		}
 	}
 }
