@@ -179,12 +179,11 @@ func (im *importer) run(ctx context.Context, r io.Reader, checked bool, total in
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.name, err)
 	}
-	defer ir.Close()
 	fmt.Fprintf(im.c.stderr, "Importing %s (%s) into integration %d (%s)\n", im.name, ir.format(), im.id, im.schema)
 
-	// The reader goroutine is owned by run: it stops at rctx's end or the
-	// input's. Reading stdin cannot be interrupted, so run waits for it only
-	// when reading a file.
+	// The reader goroutine is owned by run, and owns ir from here on: it
+	// stops at rctx's end or the input's. Reading stdin cannot be
+	// interrupted, so run waits for it only when reading a file.
 	rctx, cancel := context.WithCancel(ctx)
 	chunks := make(chan *chunk, 1)
 	done := make(chan struct{})
@@ -192,6 +191,7 @@ func (im *importer) run(ctx context.Context, r io.Reader, checked bool, total in
 	go func() {
 		defer close(done)
 		defer close(chunks)
+		defer ir.Close()
 		for {
 			ch, err := ir.nextChunk()
 			if err != nil {
