@@ -109,7 +109,8 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `FORMAT`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL`: debug, info, warn or error")
 
-	c.TLS.register(fs)   // HTTPS and proxies (tls.go)
+	c.TLS.register(fs) // HTTPS and proxies (tls.go)
+
 	fs.Usage = func() {} // flag calls it on every mistake; help is printed below, on request
 	usage := func() {
 		fmt.Fprint(help, `Usage: hookhouse serve [flags]
