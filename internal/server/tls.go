@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -113,12 +114,26 @@ func (s *Server) acmeManager(logger *slog.Logger) (*autocert.Manager, error) {
 	return &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		Cache:      loggingCache{autocert.DirCache(dir), t.Domains, logger},
-		HostPolicy: autocert.HostWhitelist(t.Domains...),
+		HostPolicy: s.hostPolicy,
 		Client:     client,
 		Email:      t.ACMEEmail,
 	}, nil
 }
 
+// hostPolicy allows certificates for --tls-domain names only. Unlike
+// autocert.HostWhitelist it ignores a port, which an HTTP-01 request's Host
+// carries when the CA validates on another port than 80 (a test CA).
+func (s *Server) hostPolicy(_ context.Context, host string) error {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !s.ourDomain(host) {
+		return fmt.Errorf("%q is not a --tls-domain name", host)
+	}
+	return nil
+}
+
+// ourDomain reports whether name is one of --tls-domain.
 func (s *Server) ourDomain(name string) bool {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	for _, d := range s.cfg.TLS.Domains {
