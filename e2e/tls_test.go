@@ -14,14 +14,22 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
 )
 
 // testCA is a throwaway certificate authority for --tls-cert tests.
@@ -366,4 +374,163 @@ func TestTLSStartErrors(t *testing.T) {
 			t.Errorf("%q: exit %v, stderr %q; want a failure saying %q", tc.args, p.cmd.ProcessState, p.Stderr.String(), tc.want)
 		}
 	}
+}
+
+// acmeServer is Let's Encrypt's test CA, Pebble (github.com/letsencrypt/pebble,
+// not our log store), run in this process: its ACME directory over HTTPS, its
+// validation authority resolving every name to 127.0.0.1 through a tiny DNS
+// server, and the root it issues under.
+type acmeServer struct {
+	Directory string         // https URL of the ACME directory
+	CAFile    string         // PEM of the directory's HTTPS certificate, for --acme-ca
+	Roots     *x509.CertPool // the root the issued certificates chain to
+	Log       *syncBuffer
+	close     func()
+}
+
+// startACME starts Pebble. Its validation authority fetches HTTP-01 challenges
+// from httpPort and TLS-ALPN-01 ones from tlsPort.
+func startACME(t *testing.T, httpPort, tlsPort int) *acmeServer {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")      // no random 0-5 s sleep before each validation
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0") // no deliberately rejected nonces
+	logs := &syncBuffer{}
+	logger := log.New(logs, "pebble ", log.Lmicroseconds)
+
+	// DNS: every A question is answered 127.0.0.1 (Pebble asks over TCP).
+	dnsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsSrv := &dns.Server{Listener: dnsLn, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		for _, q := range req.Question {
+			if q.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET},
+					A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go dnsSrv.ActivateAndServe()
+
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(logger, httpPort, tlsPort, false, dnsLn.Addr().String(), store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
+	web := httptest.NewUnstartedServer(front.Handler())
+	web.Config.ErrorLog = log.New(logs, "pebble http ", 0)
+	web.StartTLS()
+
+	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
+	writeFiles(t, map[string][]byte{caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: web.Certificate().Raw})})
+	roots := x509.NewCertPool()
+	roots.AddCert(authority.GetRootCert(0).Cert)
+	a := &acmeServer{Directory: web.URL + wfe.DirectoryPath, CAFile: caFile, Roots: roots, Log: logs}
+	a.close = func() {
+		web.Close()
+		dnsSrv.Shutdown()
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// Close stops the CA (idempotent).
+func (a *acmeServer) Close() {
+	if a.close != nil {
+		a.close()
+		a.close = nil
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+// TestTLSACME: --tls-domain gets its certificate from a real ACME server, the
+// HTTP-01 challenge answered through the --redirect-http listener; a webhook
+// over HTTPS then gets 200, and after a restart with the CA gone the cached
+// certificate in <data>/certs is served again.
+func TestTLSACME(t *testing.T) {
+	const domain = "hooks.test"
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	addr, raddr, closed := freePort(t), freePort(t), freePort(t)
+	// TLS-ALPN-01 is pointed at a closed port, so only HTTP-01 through the
+	// redirect listener can validate: the certificate proves that path works.
+	acme := startACME(t, portOf(t, raddr), portOf(t, closed))
+	args := []string{"--tls-domain", domain, "--acme-directory", acme.Directory, "--acme-ca", acme.CAFile,
+		"--redirect-http", raddr, "--acme-email", "ops@hooks.test"}
+	proc := launchChild(t, nil, data, addr, args...)
+	c := httpsClient(acme.Roots)
+	base := "https://" + net.JoinHostPort(domain, fmt.Sprint(portOf(t, addr))) // the default public URL
+	waitHTTPS(t, c, proc, base)
+
+	challenge := fmt.Sprintf("Attempting to validate w/ HTTP: http://%s/.well-known/acme-challenge/", net.JoinHostPort(domain, fmt.Sprint(portOf(t, raddr))))
+	if logs := acme.Log.String(); !strings.Contains(logs, challenge) || !strings.Contains(logs, "set VALID by completed challenge") {
+		t.Errorf("Pebble's log shows no HTTP-01 validation through the redirect listener (%q):\n%s", challenge, logs)
+	}
+	if !strings.Contains(proc.Stderr.String(), "obtained a certificate over ACME") {
+		t.Errorf("hookhouse does not log the new certificate:\n%s", proc.Stderr.String())
+	}
+	serial := leafSerial(t, addr, domain, acme.Roots)
+
+	key := adminKey(t, data)
+	id, hook := createWebhook(t, c, base, key, "ACME")
+	if !strings.HasPrefix(hook, base+"/v1/clients/") {
+		t.Fatalf("webhook URL %q does not start with %s", hook, base)
+	}
+	resp, err := c.Post(hook, "application/json", strings.NewReader(`{"id":1,"event":"acme"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook over HTTPS: %d", resp.StatusCode)
+	}
+
+	// The cache: <data>/certs, 0700, with the certificate and the account key.
+	certs := filepath.Join(data, "certs")
+	fi, err := os.Stat(certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s has mode %v, want 0700", certs, fi.Mode().Perm())
+	}
+	if b, err := os.ReadFile(filepath.Join(certs, domain)); err != nil || !bytes.Contains(b, []byte("CERTIFICATE")) {
+		t.Errorf("no cached certificate for %s: %v", domain, err)
+	}
+	proc.Term(t)
+
+	// Restart with the CA gone: the cached certificate is served.
+	acme.Close()
+	proc = launchChild(t, nil, data, addr, args...)
+	waitHTTPS(t, c, proc, base)
+	if got := leafSerial(t, addr, domain, acme.Roots); got != serial {
+		t.Errorf("after a restart the served certificate is %s, want the cached %s", got, serial)
+	}
+	resp, err = c.Post(hook, "application/json", strings.NewReader(`{"id":2,"event":"after restart"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook after a restart: %d", resp.StatusCode)
+	}
+	if n := received(t, c, base, key, id); n != 2 {
+		t.Errorf("records received %d, want 2", n)
+	}
+	if strings.Contains(proc.Stderr.String(), "obtained a certificate") {
+		t.Errorf("a new certificate was obtained after the restart instead of the cached one:\n%s", proc.Stderr.String())
+	}
+	proc.Term(t)
 }
