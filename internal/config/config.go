@@ -145,6 +145,9 @@ can also be set by its env twin, named below; a flag on the command line wins.
 		return c, fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))
 	}
 	c.MaxBody = int64(maxBody)
+	if c.TLS.On() && !isSet(fs, getenv, "listen") {
+		c.Listen = ":443" // HTTPS and proxies (tls.go): HTTPS on its own port unless told otherwise
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = DefaultPublicURL(c.Listen)
 		if c.TLS.On() {

@@ -51,7 +51,7 @@ func (t *TLS) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.KeyFile, "tls-key", "", "the private key of --tls-cert, a PEM `FILE`")
 	fs.Var((*hostList)(&t.Domains), "tls-domain", "serve HTTPS for `HOSTS` (comma-separated) with certificates obtained "+
 		"and renewed automatically over ACME (Let's Encrypt unless --acme-directory), cached in <data>/certs; "+
-		"the CA must reach this server on :443, or on :80 through --redirect-http")
+		"the CA must reach this server on :443, or on :80 through --redirect-http. With HTTPS, --listen defaults to :443")
 	fs.StringVar(&t.ACMEDirectory, "acme-directory", "", "directory `URL` of another ACME CA for --tls-domain "+
 		"(default: Let's Encrypt's production directory)")
 	fs.StringVar(&t.ACMECA, "acme-ca", "", "PEM `FILE` of root certificates to trust when talking to the ACME server, "+
@@ -62,6 +62,17 @@ func (t *TLS) register(fs *flag.FlagSet) {
 	fs.Var((*prefixList)(&t.TrustedProxies), "trusted-proxies", "`CIDRS` (comma-separated, e.g. 127.0.0.1/32,10.0.0.0/8) "+
 		"of reverse proxies whose X-Forwarded-For (or Forwarded) header names the client, for the 401 rate limit and "+
 		"the request log; from any other address the headers are ignored")
+}
+
+// isSet reports whether flag name was given on the command line or by its env twin.
+func isSet(fs *flag.FlagSet, getenv func(string) string, name string) bool {
+	set := getenv(envName(name)) != ""
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 // On reports whether hookhouse serves HTTPS itself.

@@ -40,6 +40,18 @@ func TestTLSFlags(t *testing.T) {
 		t.Errorf("String() = %s", s)
 	}
 
+	// Without --listen, HTTPS listens on :443 (the env twin counts as given).
+	c, err = Parse([]string{"--tls-domain", "hooks.example.com"}, noEnv, io.Discard)
+	if err != nil || c.Listen != ":443" || c.PublicURL != "https://hooks.example.com" {
+		t.Errorf("TLS without --listen: listen %q, public URL %q, %v; want :443 and https://hooks.example.com", c.Listen, c.PublicURL, err)
+	}
+	c, err = Parse([]string{"--tls-domain", "hooks.example.com"}, func(k string) string {
+		return map[string]string{"HOOKHOUSE_LISTEN": ":8443"}[k]
+	}, io.Discard)
+	if err != nil || c.Listen != ":8443" || c.PublicURL != "https://hooks.example.com:8443" {
+		t.Errorf("TLS with HOOKHOUSE_LISTEN: listen %q, public URL %q, %v", c.Listen, c.PublicURL, err)
+	}
+
 	// Another port is kept in the default public URL; an explicit one wins.
 	c, err = Parse([]string{"--listen", ":8443", "--tls-domain", "hooks.example.com"}, noEnv, io.Discard)
 	if err != nil || c.PublicURL != "https://hooks.example.com:8443" {

@@ -148,7 +148,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		WriteTimeout:      cfg.ReadTimeout + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(logger.With("component", "http")),
 		TLSConfig:         s.tlsConfig,
 	}
 	s.bg.Add(1)

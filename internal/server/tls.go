@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,10 +51,15 @@ func (s *Server) setupTLS() error {
 		}
 		tlsConfig = m.TLSConfig() // h2, http/1.1 and acme-tls/1 (the TLS-ALPN-01 challenge)
 		get := tlsConfig.GetCertificate
+		failures := &logEvery{every: time.Minute}
 		tlsConfig.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			cert, err := get(hello)
 			if err != nil && s.ourDomain(hello.ServerName) {
-				logger.Warn("no certificate for a TLS handshake", "domain", hello.ServerName, "err", err)
+				// Names not ours are scanners: net/http logs those at debug.
+				if ok, held := failures.allow(hello.ServerName, time.Now()); ok {
+					logger.Warn("no certificate for a TLS handshake", "domain", hello.ServerName, "err", err,
+						"failures_not_logged", held)
+				}
 			}
 			return cert, err
 		}
@@ -77,7 +83,7 @@ func (s *Server) setupTLS() error {
 			WriteTimeout:      s.cfg.ReadTimeout,
 			IdleTimeout:       30 * time.Second,
 			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(s.logger.With("component", "http-redirect").Handler(), slog.LevelWarn),
+			ErrorLog:          httpErrorLog(s.logger.With("component", "http-redirect")),
 		}
 	}
 	return nil
@@ -290,4 +296,48 @@ func (c *certFiles) fail(err error) {
 			"cert", c.certFile, "key", c.keyFile, "err", err,
 			"in_use_not_after", c.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
+}
+
+// logEvery lets one line per key through per `every` and counts the rest.
+type logEvery struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+	held  map[string]int
+}
+
+// allow reports whether key may log now, and how many lines it held back since
+// the last one.
+func (l *logEvery) allow(key string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
+		l.held[key]++
+		return false, 0
+	}
+	held := l.held[key]
+	l.last[key], l.held[key] = now, 0
+	return true, held
+}
+
+// httpErrorLog is net/http's ErrorLog at warn, except failed TLS handshakes
+// (scanners, old clients, names that are not ours), which a public server sees
+// all day: those go to debug.
+func httpErrorLog(logger *slog.Logger) *log.Logger {
+	return log.New(httpErrorWriter{logger}, "", 0)
+}
+
+type httpErrorWriter struct{ logger *slog.Logger }
+
+func (w httpErrorWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.logger.Log(context.Background(), level, msg)
+	return len(p), nil
 }

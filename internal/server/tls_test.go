@@ -167,3 +167,34 @@ func TestRedirectAndHSTS(t *testing.T) {
 		t.Errorf("HTTPS answer has HSTS %q", got)
 	}
 }
+
+func TestHTTPErrorLogAndThrottle(t *testing.T) {
+	var buf bytes.Buffer
+	l := httpErrorLog(slog.New(slog.NewTextHandler(&buf, nil))) // info and up
+	l.Printf("http: TLS handshake error from 192.0.2.1:4444: EOF")
+	l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	out := buf.String()
+	if strings.Contains(out, "TLS handshake error") {
+		t.Errorf("a failed handshake is logged above debug:\n%s", out)
+	}
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "Accept error") {
+		t.Errorf("other net/http errors are not logged at warn:\n%s", out)
+	}
+
+	le := &logEvery{every: time.Minute}
+	now := time.Now()
+	if ok, held := le.allow("a.example.com", now); !ok || held != 0 {
+		t.Fatalf("first line: %v %d", ok, held)
+	}
+	for i := range 5 {
+		if ok, _ := le.allow("a.example.com", now.Add(time.Duration(i)*time.Second)); ok {
+			t.Fatal("a second line within the minute was let through")
+		}
+	}
+	if ok, _ := le.allow("b.example.com", now); !ok {
+		t.Error("another key is held back by the first")
+	}
+	if ok, held := le.allow("a.example.com", now.Add(time.Minute)); !ok || held != 5 {
+		t.Errorf("after the minute: %v, held %d; want true, 5", ok, held)
+	}
+}
