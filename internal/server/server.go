@@ -293,8 +293,12 @@ func (s *Server) Close(ctx context.Context) error {
 	s.logger.Info("shutting down: finishing in-flight requests")
 	var errs []error
 	if s.redirect != nil {
-		// Plain HTTP carries no webhooks: close it at once.
+		// Plain HTTP carries no webhooks: close it at once (and its listener,
+		// which Serve may never have taken over).
 		s.redirect.Close()
+		if s.redirectLn != nil {
+			s.redirectLn.Close()
+		}
 	}
 	if s.http != nil {
 		// At most half the time for HTTP: Shutdown also waits (up to 5 s) for
