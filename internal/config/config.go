@@ -37,6 +37,9 @@ type Config struct {
 	// Slow or stalled clients are cut off after these.
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration // whole request including the body
+
+	// HTTPS and proxies (tls.go).
+	TLS
 }
 
 // Default returns the embedded defaults of SPEC §1.
@@ -62,6 +65,7 @@ func Default() Config {
 // serveGroups order the help of `hookhouse serve`; every flag is in one of them.
 var serveGroups = []FlagGroup{
 	{"Listening", []string{"listen", "public-url", "read-header-timeout", "read-timeout", "shutdown-timeout"}},
+	{"HTTPS and proxies", tlsFlagNames},
 	{"Storage", []string{"data", "retention", "warehouse", "query-dsn"}},
 	{"Receiving and loading", []string{"max-body", "batch-size", "batch-wait", "max-columns"}},
 	{"Logging", []string{"log-format", "log-level"}},
@@ -84,7 +88,8 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", c.Listen, "listen on `ADDR`, host:port or :port")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base `URL` of the webhook URLs and the dashboard link hookhouse prints, as "+
-		"providers reach it (default http://localhost:<port> from --listen, or its host when it names one)")
+		"providers reach it (default with HTTPS: https://<first --tls-domain, or the name in --tls-cert>, with :<port> "+
+		"unless it is 443; else http://localhost:<port> from --listen, or its host when it names one)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "cut off clients that do not send their headers in this `TIME`")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "cut off clients that do not send the whole request in this `TIME`")
 	fs.DurationVar(&c.ShutdownMax, "shutdown-timeout", c.ShutdownMax, "on SIGINT/SIGTERM, give in-flight requests and the open load batch this `TIME` to finish")
@@ -103,6 +108,9 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `FORMAT`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL`: debug, info, warn or error")
+
+	c.TLS.register(fs) // HTTPS and proxies (tls.go)
+
 	fs.Usage = func() {} // flag calls it on every mistake; help is printed below, on request
 	usage := func() {
 		fmt.Fprint(help, `Usage: hookhouse serve [flags]
@@ -137,8 +145,14 @@ can also be set by its env twin, named below; a flag on the command line wins.
 		return c, fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))
 	}
 	c.MaxBody = int64(maxBody)
+	if c.TLS.On() && !isSet(fs, getenv, "listen") {
+		c.Listen = ":443" // HTTPS and proxies (tls.go): HTTPS on its own port unless told otherwise
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = DefaultPublicURL(c.Listen)
+		if c.TLS.On() {
+			c.PublicURL = c.TLS.defaultPublicURL(c.Listen)
+		}
 	}
 	return c, c.Validate()
 }
@@ -207,6 +221,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, errors.New("--log-level must be debug, info, warn or error"))
 	}
+	errs = append(errs, c.TLS.validate(c.Listen, c.PublicURL)...) // HTTPS and proxies (tls.go)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -226,7 +241,8 @@ func (c Config) String() string {
 		wh += " query-dsn=" + RedactDSN(c.QueryDSN)
 	}
 	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%s batch=%d/%s retention=%s max-columns=%d",
-		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns)
+		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns) +
+		c.TLS.String() // HTTPS and proxies (tls.go)
 }
 
 // redacted replaces a secret in a printed DSN.

@@ -23,6 +23,7 @@ func TestServeHelp(t *testing.T) {
 		"Usage: hookhouse serve [flags]",
 		"Listening: --listen ADDR ",
 		"Storage: --data DIR ", "Receiving and loading: --max-body SIZE ", "Logging: --log-format FORMAT ",
+		"HTTPS and proxies: --tls-cert FILE ", "--tls-domain HOSTS ", "--trusted-proxies CIDRS ", "(env HOOKHOUSE_TLS_DOMAIN)",
 		"(default 20MiB; env HOOKHOUSE_MAX_BODY)",
 		"(default 1s; env HOOKHOUSE_BATCH_WAIT)",
 		"(default 168h; env HOOKHOUSE_RETENTION)",

@@ -45,7 +45,8 @@ func (s Slots) release() {
 	}
 }
 
-// FailLimiter limits failed token checks per client address: each address may
+// FailLimiter limits failed token checks per client address (r.RemoteAddr, which
+// the server sets to the forwarded client behind a --trusted-proxies proxy): each address may
 // fail Burst times, refilled at Rate per second. Valid tokens never consume it,
 // so a sender with a good URL is never slowed by a noisy neighbour on its address.
 type FailLimiter struct {

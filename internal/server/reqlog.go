@@ -25,7 +25,8 @@ import (
 //   - everything else (successful requests, 404s of other routes) at debug.
 //
 // Lines hold the masked path, status, the reason the client got, remote
-// address, body bytes and duration; never a token or a body value.
+// address (behind a trusted proxy: the client's, with the proxy's as proxy),
+// body bytes and duration; never a token or a body value.
 const (
 	reqlogBurst       = 10
 	reqlogRate        = 1.0 / 6
@@ -126,8 +127,12 @@ func (rl *requestLog) log(r *http.Request, rec *statusRecorder, took time.Durati
 	if rec.reported {
 		bytes = rec.outcome.Bytes
 	}
-	attrs = append(attrs, slog.String("remote", r.RemoteAddr), slog.Int64("bytes", bytes),
-		slog.Duration("duration", took.Round(time.Microsecond)))
+	attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+	if p := proxyOf(r); p != "" {
+		// remote is the client a trusted proxy named (proxy.go); this is the proxy.
+		attrs = append(attrs, slog.String("proxy", p))
+	}
+	attrs = append(attrs, slog.Int64("bytes", bytes), slog.Duration("duration", took.Round(time.Microsecond)))
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Int64("suppressed", suppressed))
 	}

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,11 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 
+	// HTTPS (tls.go): nil without --tls-cert/--tls-domain and --redirect-http.
+	tlsConfig  *tls.Config
+	redirect   *http.Server
+	redirectLn net.Listener
+
 	// AdminKey is set only on the first start, for the one-time reveal.
 	AdminKey string
 
@@ -62,6 +68,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s := &Server{cfg: cfg, logger: logger, stopBg: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("server: create data dir: %w", err)
+	}
+	if err := s.setupTLS(); err != nil {
+		return nil, err
 	}
 	s.metrics = newMetrics(s.allStats)
 	st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
@@ -140,7 +149,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		WriteTimeout:      cfg.ReadTimeout + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(logger.With("component", "http")),
+		TLSConfig:         s.tlsConfig,
 	}
 	s.bg.Add(1)
 	go func() {
@@ -202,14 +212,25 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.registerWeb(mux)
-	return s.logRequests(mux)
+	// Outermost first: the client address behind a trusted proxy (proxy.go), so
+	// the request log and the 401 limit see it; HSTS on HTTPS answers (tls.go).
+	return s.clientAddress(hsts(s.logRequests(mux)))
 }
 
-// Listen binds the listen address (Addr tells which port was taken).
+// Listen binds the listen address and, with --redirect-http, the redirect
+// address (Addr and RedirectAddr tell which ports were taken).
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, err)
+	}
+	if s.redirect != nil {
+		rln, err := net.Listen("tcp", s.cfg.RedirectHTTP)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: --redirect-http: listen on %s: %w", s.cfg.RedirectHTTP, err)
+		}
+		s.redirectLn = rln
 	}
 	s.ln = ln
 	return nil
@@ -217,6 +238,14 @@ func (s *Server) Listen() error {
 
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// RedirectAddr is the bound --redirect-http address, "" without one.
+func (s *Server) RedirectAddr() string {
+	if s.redirectLn == nil {
+		return ""
+	}
+	return s.redirectLn.Addr().String()
+}
 
 // Serve answers HTTP until ctx ends, then shuts everything down in order.
 func (s *Server) Serve(ctx context.Context) error {
@@ -226,9 +255,26 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.ln) }()
-	s.logger.Info("hookhouse is serving", "addr", s.Addr(), "public_url", s.cfg.PublicURL, "version", Version)
+	errc := make(chan error, 2)
+	if s.tlsConfig != nil {
+		// The certificates come from TLSConfig.GetCertificate. A plain-HTTP
+		// request on this port is not served: net/http answers it with a bare
+		// 400 "Client sent an HTTP request to an HTTPS server" and closes.
+		go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	} else {
+		go func() { errc <- s.http.Serve(s.ln) }()
+	}
+	if s.redirectLn != nil {
+		go func() { errc <- s.redirect.Serve(s.redirectLn) }()
+	}
+	scheme := "http"
+	if s.tlsConfig != nil {
+		scheme = "https"
+	}
+	s.logger.Info("hookhouse is serving", "addr", s.Addr(), "scheme", scheme, "public_url", s.cfg.PublicURL, "version", Version)
+	if s.redirectLn != nil {
+		s.logger.Info("redirecting plain HTTP to HTTPS", "addr", s.RedirectAddr())
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -247,6 +293,14 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Close(ctx context.Context) error {
 	s.logger.Info("shutting down: finishing in-flight requests")
 	var errs []error
+	if s.redirect != nil {
+		// Plain HTTP carries no webhooks: close it at once (and its listener,
+		// which Serve may never have taken over).
+		s.redirect.Close()
+		if s.redirectLn != nil {
+			s.redirectLn.Close()
+		}
+	}
 	if s.http != nil {
 		// At most half the time for HTTP: Shutdown also waits (up to 5 s) for
 		// connections that never sent a request, which must not eat the loader's
