@@ -127,10 +127,11 @@ type serverRun struct {
 
 	// The wrk run: its measured part, the 2xx answers of warm-up and measured
 	// part together, and its loading.
-	wrk     wrkResult
-	wrkOK   int64
-	wrkErr  error
-	wrkLoad loadCheck
+	wrk       wrkResult
+	wrkOK     int64
+	wrkErr    error
+	wrkLoad   loadCheck
+	wrkCommit serverMetrics
 
 	fresh    freshResult
 	freshErr error
@@ -333,10 +334,13 @@ func wrkIngest(ctx context.Context, o options, c *child, schema string, wr *wrkR
 	if err != nil {
 		return err
 	}
+	before, _ := c.metrics(ctx)
 	res, okWarm, err := wr.run(ctx, url, c.pid())
 	if err != nil {
 		return err
 	}
+	after, _ := c.metrics(ctx)
+	r.wrkCommit = diffMetrics(before, after, wr.warmup+wr.duration)
 	r.wrk, r.wrkOK = res, okWarm+res.ok()
 	r.wrkLoad, err = waitLoaded(ctx, c, integ.ID, schema, r.wrkOK, o.drain)
 	return err

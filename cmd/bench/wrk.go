@@ -287,7 +287,10 @@ func printWrk(w io.Writer, o options, floors floorResults, runs []*serverRun) {
 	fmt.Fprintln(w, "generator's own time; server CPU per request is the target process's CPU over the requests answered.")
 	for _, r := range runs {
 		if r.startErr == nil && r.wrkErr == nil && r.wrk.took > 0 && r.wrkLoad.err == nil {
-			fmt.Fprintf(w, "%s: backlog at wrk's end %s records, caught up %s after it.\n", r.warehouse, thousands(r.wrkLoad.backlogAtEnd), ms(r.wrkLoad.caughtUpAfter))
+			m := r.wrkCommit
+			fmt.Fprintf(w, "%s: %.0f group commits/s, %.1f requests per fsync, mean commit+fsync %s (warm-up included); %.0f load batches of %.0f records;\n",
+				r.warehouse, m.fsyncsPerSec, m.requestsPerFsync, ms(m.meanFsync), m.batches, m.meanBatch)
+			fmt.Fprintf(w, "backlog at wrk's end %s records, caught up %s after it.\n", thousands(r.wrkLoad.backlogAtEnd), ms(r.wrkLoad.caughtUpAfter))
 		}
 	}
 	noisy := f.cpu.others
