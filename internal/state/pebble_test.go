@@ -355,3 +355,49 @@ func BenchmarkAppend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestRecordIDsAreDistinctV4UUIDs: ids are drawn from crypto/rand in blocks;
+// across more records than one block (and a restart) each is a distinct
+// version 4 UUID.
+func TestRecordIDsAreDistinctV4UUIDs(t *testing.T) {
+	dir := t.TempDir()
+	seen := map[[16]byte]bool{}
+	for round := 0; round < 2; round++ {
+		p := openTest(t, dir)
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := openTest(t, dir)
+	defer p.Close()
+	recs, err := p.Read(context.Background(), 1, 0, 10000, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1600 {
+		t.Fatalf("%d records, want 1600", len(recs))
+	}
+	for _, r := range recs {
+		if seen[r.ID] {
+			t.Fatalf("record %d repeats id %x", r.Position, r.ID)
+		}
+		seen[r.ID] = true
+		if r.ID[6]>>4 != 4 || r.ID[8]>>6 != 2 {
+			t.Fatalf("record %d id %x is not a version 4 UUID", r.Position, r.ID)
+		}
+	}
+}
