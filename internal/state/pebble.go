@@ -424,7 +424,7 @@ func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max,
 	// 10,000 records is then a handful of allocations, not 10,000 and more.
 	var out []Record
 	if head := p.Head(integration).Position; head > after {
-		out = make([]Record, 0, min(uint64(max), head-after))
+		out = make([]Record, 0, min(uint64(max), head-after, 1<<14)) // grows past 16,384 as needed
 	}
 	var slab []byte
 	size := 0
