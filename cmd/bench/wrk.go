@@ -26,7 +26,11 @@ import (
 // when the first try fails); otherwise it says how to get it.
 func findWrk(ctx context.Context, path string, say func(string, ...any)) (string, error) {
 	if path != "" {
-		return exec.LookPath(path)
+		p, err := exec.LookPath(path)
+		if err != nil {
+			return "", fmt.Errorf("-wrk %s: %w", path, err)
+		}
+		return p, nil
 	}
 	if p, err := exec.LookPath("wrk"); err == nil {
 		return p, nil
