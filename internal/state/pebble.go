@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/google/uuid"
 
 	"github.com/hookhouse/hookhouse/internal/faults"
 )
@@ -64,9 +64,13 @@ type Pebble struct {
 	minFree atomic.Int64
 
 	appends chan *appendReq
-	stop    chan struct{} // closed by Close: the writer, the prober and the sweeper return
-	done    chan struct{} // closed when the writer has returned
-	swept   chan struct{} // closed when the sweeper has returned
+	// Owned by the writer goroutine: reused from group to group.
+	next  map[int64]Head // heads after the group being committed
+	ids   []byte         // random bytes for the group's record ids
+	idsAt int            // how many of ids are used
+	stop  chan struct{}  // closed by Close: the writer, the prober and the sweeper return
+	done  chan struct{}  // closed when the writer has returned
+	swept chan struct{}  // closed when the sweeper has returned
 
 	// closing is held for reading by every call that uses db (and while
 	// queuing an append), and for writing by Close to set isClosed: once Close
@@ -136,6 +140,7 @@ func OpenPebble(dir string, logger *slog.Logger, opts Options) (*Pebble, error) 
 		logger:  logger,
 		opts:    opts,
 		appends: make(chan *appendReq, 1024),
+		next:    map[int64]Head{},
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		swept:   make(chan struct{}),
@@ -192,10 +197,19 @@ func (p *Pebble) Append(ctx context.Context, integration int64, receivedAt time.
 	if err := p.checkSpace(int64(size)); err != nil {
 		return 0, err
 	}
-	req := &appendReq{integration: integration, receivedAt: receivedAt, bodies: bodies, size: size, err: make(chan error, 1)}
+	req := appendReqs.Get().(*appendReq)
+	req.integration, req.receivedAt, req.bodies, req.size = integration, receivedAt, bodies, size
 	err := p.do(ctx, req)
-	return req.first, err
+	first := req.first
+	// The writer is done with req once it has answered (or never got it).
+	*req = appendReq{err: req.err}
+	appendReqs.Put(req)
+	return first, err
 }
+
+// appendReqs keeps plain appends' requests, each with its answer channel
+// (buffered, empty when put back), so that an append allocates neither.
+var appendReqs = sync.Pool{New: func() any { return &appendReq{err: make(chan error, 1)} }}
 
 // do queues req for the writer and waits for its answer.
 func (p *Pebble) do(ctx context.Context, req *appendReq) error {
@@ -244,6 +258,7 @@ func (p *Pebble) writeLoop() {
 			}
 		}
 		p.commit(group)
+		clear(group) // drop the requests (and their bodies) until the next group
 	}
 }
 
@@ -273,7 +288,8 @@ func (p *Pebble) commit(group []*appendReq) {
 		}
 	}
 	p.mu.Lock()
-	next := make(map[int64]Head, len(group))
+	next := p.next
+	clear(next)
 	for _, r := range group {
 		if r.sweep != nil || (r.claim != nil && (r.claim.duplicate || r.claim.err != nil)) {
 			continue
@@ -289,12 +305,11 @@ func (p *Pebble) commit(group []*appendReq) {
 			if r.times != nil {
 				us = r.times[i].UnixMicro()
 			}
-			id := uuid.New()
 			// Encode straight into the batch: no intermediate copy of the body.
 			op := b.SetDeferred(17, 24+len(body))
 			putLogKey(op.Key, r.integration, h.Position)
 			binary.BigEndian.PutUint64(op.Value, uint64(us))
-			copy(op.Value[8:24], id[:])
+			p.newID(op.Value[8:24])
 			copy(op.Value[24:], body)
 			_ = op.Finish()
 		}
@@ -305,10 +320,13 @@ func (p *Pebble) commit(group []*appendReq) {
 	}
 	p.mu.Unlock()
 	for id, h := range next {
-		v := make([]byte, 16)
-		binary.BigEndian.PutUint64(v, h.Position)
+		// Set copies key and value into the batch: both can live on the stack.
+		var k [9]byte
+		var v [16]byte
+		putHeadKey(k[:], id)
+		binary.BigEndian.PutUint64(v[:], h.Position)
 		binary.BigEndian.PutUint64(v[8:], uint64(h.LastReceivedAt.UnixMicro()))
-		_ = b.Set(headKey(id), v, nil)
+		_ = b.Set(k[:], v[:], nil)
 	}
 	for id, n := range dups {
 		_ = b.Set(dupCountKey(id), binary.BigEndian.AppendUint64(nil, uint64(n)), nil)
@@ -405,18 +423,31 @@ func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max,
 		return nil, fmt.Errorf("state: read log: %w", err)
 	}
 	defer it.Close()
+	// Size the result for the records there are (at most max), and copy the
+	// bodies into shared slabs instead of one allocation each: a batch of
+	// 10,000 records is then a handful of allocations, not 10,000 and more.
 	var out []Record
+	if head := p.Head(integration).Position; head > after {
+		out = make([]Record, 0, min(uint64(max), head-after, 1<<14)) // grows past 16,384 as needed
+	}
+	var slab []byte
 	size := 0
 	for it.First(); it.Valid() && len(out) < max; it.Next() {
 		k, v := it.Key(), it.Value()
 		if len(v) < 24 {
 			return nil, fmt.Errorf("state: corrupt log entry %x", k)
 		}
+		body := v[24:]
+		if len(body) > cap(slab)-len(slab) {
+			slab = make([]byte, 0, readSlab(len(body), maxBytes-size))
+		}
+		n := len(slab)
+		slab = append(slab, body...)
 		r := Record{
 			Integration: integration,
 			Position:    binary.BigEndian.Uint64(k[9:]),
 			ReceivedAt:  time.UnixMicro(int64(binary.BigEndian.Uint64(v))).UTC(),
-			Body:        bytes.Clone(v[24:]),
+			Body:        slab[n:len(slab):len(slab)], // capped: an append by the caller copies
 		}
 		copy(r.ID[:], v[8:24])
 		out = append(out, r)
@@ -426,6 +457,15 @@ func (p *Pebble) Read(ctx context.Context, integration int64, after uint64, max,
 		}
 	}
 	return out, it.Error()
+}
+
+// readSlab is the size of the next slab Read copies bodies into: 256 KiB, or
+// less when the batch's byte budget has less left, and never less than the
+// body at hand. A record kept longer than its batch keeps its slab alive, so
+// slabs stay small.
+func readSlab(body, budgetLeft int) int {
+	n := min(256<<10, max(budgetLeft, 4<<10))
+	return max(n, body)
 }
 
 // Trim removes records of integration at or below upTo that were received before
@@ -574,9 +614,32 @@ func putLogKey(k []byte, integration int64, pos uint64) {
 
 func headKey(integration int64) []byte {
 	k := make([]byte, 9)
+	putHeadKey(k, integration)
+	return k
+}
+
+func putHeadKey(k []byte, integration int64) {
 	k[0] = prefixHead
 	binary.BigEndian.PutUint64(k[1:], uint64(integration))
-	return k
+}
+
+// idBatch is how many record ids the writer draws from crypto/rand at once.
+const idBatch = 256
+
+// newID writes a random (version 4) UUID into dst, as uuid.New does, from
+// random bytes read idBatch ids at a time. Only the writer calls it.
+func (p *Pebble) newID(dst []byte) {
+	if p.idsAt == len(p.ids) {
+		if p.ids == nil {
+			p.ids = make([]byte, 16*idBatch)
+		}
+		_, _ = rand.Read(p.ids) // crypto/rand.Read never fails (it crashes the program instead)
+		p.idsAt = 0
+	}
+	copy(dst, p.ids[p.idsAt:p.idsAt+16])
+	p.idsAt += 16
+	dst[6] = dst[6]&0x0f | 0x40 // version 4
+	dst[8] = dst[8]&0x3f | 0x80 // RFC 4122 variant
 }
 
 func controlKey(k string) []byte { return append([]byte{prefixControl}, k...) }

@@ -450,6 +450,9 @@ func toDriver(v any, t warehouse.Type) (driver.Value, error) {
 		}
 	case warehouse.Timestamp:
 		if ts, isTime := v.(time.Time); isTime {
+			if ts.Location() == time.UTC && ts.Nanosecond()%1000 == 0 {
+				return v, nil // already what UTC gives: no new boxed copy per value
+			}
 			return warehouse.UTC(ts), nil
 		}
 	}
