@@ -113,12 +113,15 @@ func (s *resetSite) fingerprint(t *testing.T, maxSeq int64) (string, int64) {
 	if maxSeq > 0 {
 		where = fmt.Sprintf(" WHERE _sdc_sequence <= %d", maxSeq)
 	}
-	res, err := s.c.Query(context.Background(), `SELECT count(*), md5(string_agg(__sdc_primary_key || '|' || CAST(_sdc_received_at AS TEXT) || '|' || CAST(_sdc_sequence AS TEXT), ',' ORDER BY _sdc_sequence)), max(_sdc_sequence) FROM stitch_vero.data`+where)
+	res, err := s.c.Query(context.Background(), `SELECT count(*), md5(string_agg(__sdc_primary_key || '|' || CAST(_sdc_received_at AS TEXT) || '|' || CAST(_sdc_sequence AS TEXT), ',' ORDER BY _sdc_sequence)), CAST(max(_sdc_sequence) AS TEXT) FROM stitch_vero.data`+where)
 	if err != nil {
 		t.Fatal(err)
 	}
 	row := res.Rows[0]
-	seq, _ := row[2].(int64)
+	var seq int64
+	if _, err := fmt.Sscan(fmt.Sprint(row[2]), &seq); err != nil {
+		t.Fatalf("max(_sdc_sequence) = %v: %v", row[2], err)
+	}
 	return fmt.Sprint(row[0], " ", row[1]), seq
 }
 
@@ -136,7 +139,8 @@ func (s *resetSite) exactlyOnce(t *testing.T, acked []int) {
 	}
 	seen := map[int64]bool{}
 	for _, r := range res.Rows {
-		n := r[0].(int64)
+		var n int64
+		fmt.Sscan(fmt.Sprint(r[0]), &n)
 		if seen[n] {
 			t.Fatalf("record %d is in the table twice", n)
 		}
@@ -417,4 +421,3 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	}
 	return master, slave
 }
-
