@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"golang.org/x/sys/unix"
 
 	"github.com/hookhouse/hookhouse/client"
@@ -420,4 +421,42 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		t.Fatal(err)
 	}
 	return master, slave
+}
+
+// TestDashboardResetInBrowser: in headless Chromium, the integration page's
+// Reset tables… opens a confirmation naming the schema; typing it and
+// confirming resets, and the page's live part shows the finished reload.
+func TestDashboardResetInBrowser(t *testing.T) {
+	in := startServer(t, nil)
+	id, hook := setupVero(t, in)
+	for _, f := range veroFiles(t) {
+		if status, body := post(t, hook, "application/json", mustRead(t, f)); status != 200 {
+			t.Fatalf("POST = %d %s", status, body)
+		}
+	}
+	waitLoaded(t, in.Client, id, 14)
+	ctx := browser(t)
+	consoleErrs := consoleErrors(ctx)
+	navigate(t, ctx, "open /", chromedp.Navigate(in.URL+"/"))
+	do(t, ctx, "type the admin key", chromedp.SendKeys(chromedp.CSS("#key"), in.Key))
+	navigate(t, ctx, "log in", click("main form button[type=submit]"))
+	navigate(t, ctx, "open the integration", chromedp.Navigate(fmt.Sprintf("%s/integrations/%d", in.URL, id)))
+	navigate(t, ctx, "reset tables…", click("#reset"))
+	if h := run(t, ctx, "heading", text("main h1")); h != "Reset Stitch Vero?" {
+		t.Fatalf("confirmation heading %q", h)
+	}
+	do(t, ctx, "type the schema", chromedp.SendKeys(chromedp.CSS("#confirm-schema"), "stitch_vero"))
+	navigate(t, ctx, "confirm", click("#confirm"))
+	if flash := run(t, ctx, "flash", text("p.flash")); !strings.Contains(flash, "The tables of schema stitch_vero were dropped") {
+		t.Fatalf("flash %q", flash)
+	}
+	// The live part (polled by app.js) reaches the finished reload.
+	run(t, ctx, "the finished reset", chromedp.Poll[bool](`(document.querySelector("#reset-status") || {}).textContent?.includes("14 records reloaded")`,
+		chromedp.WithPollingTimeout(60*time.Second)))
+	if n := rows(t, in.Client, "stitch_vero.data"); n != 14 {
+		t.Fatalf("after the reset: %d rows", n)
+	}
+	for _, e := range consoleErrs() {
+		t.Errorf("browser console: %s", e)
+	}
 }
