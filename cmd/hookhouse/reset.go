@@ -112,6 +112,7 @@ func followReset(ctx context.Context, c *cli, cl *client.Client, in *client.Inte
 	t := time.NewTicker(resetPoll)
 	defer t.Stop()
 	var lost time.Time
+	pausedNoted := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -137,6 +138,11 @@ func followReset(ctx context.Context, c *cli, cl *client.Client, in *client.Inte
 		cur := resetStats(got)
 		if cur == nil || cur.RequestedAt.Before(rs.RequestedAt) {
 			return nil, fmt.Errorf("the server no longer shows this reset; check with hookhouse integrations show %d", in.ID)
+		}
+		if got.Stats.Paused && !pausedNoted {
+			// Progress lines would only repeat 0; say why once.
+			fmt.Fprintf(c.stderr, "Loading of integration %d is paused: the reload starts when you run hookhouse integrations resume %d\n", in.ID, in.ID)
+			pausedNoted = true
 		}
 		p.SetTotal(cur.RecordsTotal)
 		p.Set(cur.RecordsReloaded)
