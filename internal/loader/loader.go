@@ -22,7 +22,8 @@ import (
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
-// Log is what the loader reads (state.Pebble).
+// Log is what the loader reads (state.Pebble). Only an integration's worker
+// trims its log, after its own commits: a reset (reset.go) relies on that.
 type Log interface {
 	Read(ctx context.Context, integration int64, after uint64, max, maxBytes int) ([]state.Record, error)
 	Head(integration int64) state.Head

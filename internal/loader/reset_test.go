@@ -251,3 +251,46 @@ func TestResetRedoneAfterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestResetWhilePaused: a paused integration is reset at once (its tables are
+// dropped) but reloads only when loading resumes.
+func TestResetWhilePaused(t *testing.T) {
+	e := newResetEnv(t, engines[0].open(t))
+	e.append(t, 1, 30, time.Now())
+	l := e.loader(Options{BatchWait: 10 * time.Millisecond})
+	defer l.Close(context.Background())
+	mustSync(t, l, e.in.ID)
+	before, _, _ := e.rows(t)
+	waitStats := func(what string, ok func(Stats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok(l.Stats(e.in.ID)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: stats %+v", what, l.Stats(e.in.ID))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := e.ctl.SetPaused(e.in.ID, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitStats("paused", func(s Stats) bool { return s.Paused })
+	p, err := l.Reset(t.Context(), e.in.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Total != 30 || p.Reloaded != 0 || p.Done() {
+		t.Fatalf("progress of a paused reset: %+v", p)
+	}
+	time.Sleep(300 * time.Millisecond) // a loader that ignored the pause would load now
+	if n, err := e.wh.CountRows(t.Context(), "stitch_vero", warehouse.DataTable); err != nil || n != 0 {
+		t.Fatalf("while paused after the reset: %d rows, %v", n, err)
+	}
+	if _, err := e.ctl.SetPaused(e.in.ID, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitStats("the reload", func(s Stats) bool { return s.Reset != nil && s.Reset.Done() })
+	if after, _, _ := e.rows(t); !reflect.DeepEqual(after, before) {
+		t.Fatalf("reloaded after resume: %d rows, want the %d originals", len(after), len(before))
+	}
+}
