@@ -155,8 +155,27 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 		return true
 	case redo && prev != nil:
 		logger.Info("redoing the reset that was not committed when the server stopped", "requested_at", prev.RequestedAt)
-		if err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, nil, logger); err != nil {
-			logger.Error("the reset requested before the restart failed; the integration's tables are unchanged, reset again", "err", err)
+		// On failure the request stays recorded (prev) and is tried again.
+		err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, prev, logger)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrPartial):
+			// Cannot happen unless the log was trimmed by something else.
+			logger.Error("the reset requested before the restart is refused now; the tables are unchanged", "err", err)
+			if rerr := l.recordReset(w.id, nil); rerr != nil {
+				logger.Warn("cannot clear the refused reset", "err", rerr)
+			}
+			w.mu.Lock()
+			w.reset = nil
+			w.mu.Unlock()
+		case l.ctx.Err() != nil:
+			// Stopping: the request stays recorded for the next start.
+		default:
+			logger.Error("redoing the reset failed; retrying", "err", err)
+			w.mu.Lock()
+			w.redo = true
+			w.mu.Unlock()
+			sleep(l.ctx, time.Second)
 		}
 		return true
 	}
