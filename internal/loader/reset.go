@@ -93,14 +93,32 @@ func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial boo
 	w.resetReq = req
 	w.mu.Unlock()
 	w.poke()
-	select {
-	case err := <-req.done:
+	outcome := func(err error) (ResetProgress, error) {
 		if err != nil {
 			return ResetProgress{}, err
 		}
 		return l.resetProgress(w), nil
+	}
+	// stopped is the answer when the worker returned: its outcome if it made
+	// the reset just before.
+	stopped := func(what string) (ResetProgress, error) {
+		w.mu.Lock()
+		if w.resetReq == req {
+			w.resetReq = nil
+		}
+		w.mu.Unlock()
+		select {
+		case err := <-req.done:
+			return outcome(err)
+		default:
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: the loader stopped %s", integration, what)
+		}
+	}
+	select {
+	case err := <-req.done:
+		return outcome(err)
 	case <-w.done:
-		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: the loader stopped before the reset was made; nothing was reset", integration)
+		return stopped("before the reset was made; nothing was reset")
 	case <-ctx.Done():
 	}
 	w.mu.Lock()
@@ -120,12 +138,9 @@ func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial boo
 	// The worker has begun: its outcome comes soon (its own deadline is bounded).
 	select {
 	case err := <-req.done:
-		if err != nil {
-			return ResetProgress{}, err
-		}
-		return l.resetProgress(w), nil
+		return outcome(err)
 	case <-w.done:
-		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: the loader stopped during the reset; see integrations show", integration)
+		return stopped("during the reset; see integrations show")
 	}
 }
 
