@@ -430,8 +430,8 @@ func (l *Loader) run(w *worker) {
 				}
 				t.Stop()
 			}
-			if w.resetAsked() {
-				continue // before this batch
+			if w.resetAsked() || paused() {
+				continue // a reset, or a pause that came while the batch filled, goes first
 			}
 		}
 		ctx, cancel := context.WithTimeout(l.hard, 2*time.Minute)

@@ -152,8 +152,12 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 	req, redo := w.resetReq, w.redo
 	w.resetReq, w.redo = nil, false
 	prev := w.reset
-	w.resetting = req != nil || redo
+	busy := req != nil || redo
+	w.resetting = busy
 	w.mu.Unlock()
+	if !busy {
+		return false
+	}
 	defer func() {
 		w.mu.Lock()
 		w.resetting = false
