@@ -62,8 +62,15 @@ func integrationsReset(ctx context.Context, c *cli, fs *flag.FlagSet, args []str
 		return fmt.Errorf("the server answered without the reset's progress; check with hookhouse integrations show %d", id)
 	}
 	if !c.json {
-		fmt.Fprintf(c.stdout, "Reset integration %d (%s): its tables are dropped; reloading %s records from the log (positions %d–%d).\n",
-			id, in.Schema, thousands(rs.RecordsTotal), rs.FromPosition, rs.TargetPosition)
+		if rs.RecordsTotal == 0 {
+			fmt.Fprintf(c.stdout, "Reset integration %d (%s): its tables are dropped; the log holds no record to reload.\n", id, in.Schema)
+			if rs.Done {
+				return nil
+			}
+		} else {
+			fmt.Fprintf(c.stdout, "Reset integration %d (%s): its tables are dropped; reloading %s records from the log (positions %d–%d).\n",
+				id, in.Schema, thousands(rs.RecordsTotal), rs.FromPosition, rs.TargetPosition)
+		}
 	}
 	if noWait {
 		if c.json {
