@@ -95,6 +95,20 @@ func (c *Client) SetPaused(ctx context.Context, integrationID int64, paused bool
 	return &out, nil
 }
 
+// Reset drops an integration's tables and reloads every record still in the
+// server's log. It returns once the tables are dropped; the reload's progress
+// is then Stats.Reset (poll Integration). Without acceptPartial it is refused
+// (409, code "partial_log", saying how much is gone) when retention has
+// trimmed the integration's first records from the log.
+func (c *Client) Reset(ctx context.Context, integrationID int64, acceptPartial bool) (*Integration, error) {
+	var out Integration
+	body := map[string]bool{"accept_partial": acceptPartial}
+	if err := c.request.do(ctx, http.MethodPost, integrationPath(integrationID)+"/reset", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Secrets lists an integration's signing secrets by hint.
 func (c *Client) Secrets(ctx context.Context, integrationID int64) ([]Secret, error) {
 	var out []Secret

@@ -92,6 +92,8 @@ type Stats struct {
 	LoadError string `json:"load_error,omitempty"`
 	// Paused: loading is paused by an operator; receiving goes on.
 	Paused bool `json:"paused,omitempty"`
+	// Reset is the progress of the integration's last reset; nil if none.
+	Reset *ResetProgress `json:"reset,omitempty"`
 	// For integrations that verify signatures.
 	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
 	LastSignatureFailure *Failure `json:"last_signature_failure,omitempty"`
@@ -153,4 +155,19 @@ type IntegrationStatus struct {
 	Name   string `json:"name"`
 	Schema string `json:"schema"`
 	Stats
+}
+
+// ResetProgress is how far an integration's last reset has come: records
+// reloaded of total, rate and ETA.
+type ResetProgress struct {
+	RequestedAt      time.Time  `json:"requested_at"`
+	CommittedAt      *time.Time `json:"committed_at,omitempty"`
+	FinishedAt       *time.Time `json:"finished_at,omitempty"`
+	FromPosition     uint64     `json:"from_position"`
+	TargetPosition   uint64     `json:"target_position"`
+	RecordsReloaded  int64      `json:"records_reloaded"`
+	RecordsTotal     int64      `json:"records_total"`
+	RecordsPerSecond float64    `json:"records_per_second"`
+	ETASeconds       *float64   `json:"eta_seconds,omitempty"`
+	Done             bool       `json:"done"`
 }

@@ -12,12 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hookhouse/hookhouse/client"
 	"github.com/hookhouse/hookhouse/internal/pgtest"
@@ -302,29 +298,4 @@ func TestImportBadLinesAndProgress(t *testing.T) {
 		}
 		return fmt.Sprint(res.Rows[0][0]) == "29998", fmt.Sprint(res.Rows[0])
 	})
-}
-
-// openPTY opens a pseudo-terminal pair: the master to read, the slave to give
-// a child as its terminal.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	unlock := 0
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		t.Fatalf("unlockpt: %v", e)
-	}
-	num, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", num), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open the pty's slave: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return m, s
 }

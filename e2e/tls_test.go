@@ -162,7 +162,7 @@ func createWebhook(t *testing.T, c *http.Client, base, key, name string) (int64,
 }
 
 // received is the integration's records_received.
-func received(t *testing.T, c *http.Client, base, key string, id int64) int64 {
+func receivedOver(t *testing.T, c *http.Client, base, key string, id int64) int64 {
 	t.Helper()
 	var out struct {
 		Stats struct {
@@ -300,7 +300,7 @@ func TestTLSCertFiles(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
 		t.Errorf("redirect listener POST: %d %q, want 400 without a redirect", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if n := received(t, c, base, key, id); n != 1 {
+	if n := receivedOver(t, c, base, key, id); n != 1 {
 		t.Errorf("records received %d, want 1: only the HTTPS request", n)
 	}
 
@@ -526,7 +526,7 @@ func TestTLSACME(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("webhook after a restart: %d", resp.StatusCode)
 	}
-	if n := received(t, c, base, key, id); n != 2 {
+	if n := receivedOver(t, c, base, key, id); n != 2 {
 		t.Errorf("records received %d, want 2", n)
 	}
 	if strings.Contains(proc.Stderr.String(), "obtained a certificate") {

@@ -125,6 +125,7 @@ func integrationsShow(ctx context.Context, c *cli, fs *flag.FlagSet, args []stri
 		fmt.Fprintf(tw, "Backlog\t%d\n", s.Backlog)
 		fmt.Fprintf(tw, "Lag\t%s\n", formatLag(s.LagSeconds))
 		printSignatureStats(tw, s)
+		printResetStats(tw, s)
 	} else {
 		fmt.Fprintf(tw, "Stats\t-\n")
 	}

@@ -55,6 +55,8 @@ var commands = []command{
 		summary: "change how an integration checks signatures, e.g. end a rollout with --mode enforce", run: integrationsVerify, details: verifyDetails},
 	{name: "integrations pause", args: "<id>", summary: "pause loading (receiving goes on; the backlog waits)", run: integrationsPause},
 	{name: "integrations resume", args: "<id>", summary: "resume loading where it stopped", run: integrationsResume},
+	{name: "integrations reset", args: "<id> [--yes] [--accept-partial] [--no-wait]",
+		summary: "drop an integration's tables and reload every record still in the log, showing progress", run: integrationsReset, details: resetDetails},
 	{name: "integrations delete", args: "<id> --yes", summary: "delete an integration and revoke its URLs (its data stays)", run: integrationsDelete},
 	{name: "integrations secrets list", args: "<integration id>", summary: "list an integration's signing secrets (hints only)", run: secretsList},
 	{name: "integrations secrets add", args: "<integration id> [flags]",

@@ -33,6 +33,8 @@ type Stats struct {
 	LoadError string `json:"load_error,omitempty"`
 	// Paused: loading is paused by an operator (receiving goes on).
 	Paused bool `json:"paused,omitempty"`
+	// Reset is the last reset's progress (reset.go); absent if there was none.
+	Reset *ResetStats `json:"reset,omitempty"`
 	// For integrations that verify signatures: failures since the server
 	// started, the last one's time and reason, and redeliveries dropped.
 	SignatureFailures    *int64   `json:"signature_failures,omitempty"`
@@ -53,8 +55,11 @@ type Querier interface {
 
 // API serves /api/v1.
 type API struct {
-	Control   *control.Store
-	Stats     func(integration int64) Stats
+	Control *control.Store
+	Stats   func(integration int64) Stats
+	// Reset drops an integration's tables and reloads its log (loader.Reset);
+	// nil until the loader runs.
+	Reset     func(ctx context.Context, integration int64, acceptPartial bool) error
 	Query     Querier // nil until the warehouse is open
 	PublicURL string
 	Logger    *slog.Logger
@@ -89,6 +94,7 @@ func (a *API) Routes() []Route {
 		{"PATCH /api/v1/integrations/{id}", a.updateIntegration},
 		{"POST /api/v1/integrations/{id}/pause", a.pause},
 		{"POST /api/v1/integrations/{id}/resume", a.resume},
+		{"POST /api/v1/integrations/{id}/reset", a.reset},
 		{"POST /api/v1/integrations/{id}/secrets", a.addSecret},
 		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
@@ -133,9 +139,11 @@ func BearerKey(r *http.Request) (string, bool) {
 
 type integrationJSON struct {
 	control.Integration
-	DeletedAt *time.Time     `json:"deleted_at,omitempty"`
-	Verify    *verify.Config `json:"verify,omitempty"`
-	Secrets   []SecretJSON   `json:"secrets,omitempty"`
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+	// Reset hides the control record of the last reset: stats.reset shows it.
+	Reset   *struct{}      `json:"reset,omitempty"`
+	Verify  *verify.Config `json:"verify,omitempty"`
+	Secrets []SecretJSON   `json:"secrets,omitempty"`
 	// Secret is a generated signing secret, only in the answer that made it.
 	Secret string `json:"secret,omitempty"`
 	Stats  *Stats `json:"stats,omitempty"`

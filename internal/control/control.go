@@ -47,6 +47,8 @@ type Integration struct {
 	DeletedAt    *time.Time      `json:"deleted_at,omitempty"`
 	// PausedAt is set while loading is paused (receiving never pauses).
 	PausedAt *time.Time `json:"paused_at,omitempty"`
+	// Reset is the integration's last reset (reset.go), nil if it never had one.
+	Reset *Reset `json:"reset,omitempty"`
 }
 
 // WebhookURL is one secret URL; only the hash of its token is kept.

@@ -23,6 +23,10 @@ const (
 	WarehouseAfterEvolve  = "warehouse.after-evolve"  // schema changed inside the load transaction
 	WarehouseBeforeCommit = "warehouse.before-commit" // rows and state written, not committed
 	LoaderAfterCommit     = "loader.after-commit"     // batch committed, loader not yet told
+	// A reset: tables dropped and position set back, not committed; and
+	// committed in the warehouse, the control state not yet told.
+	WarehouseResetBeforeCommit = "warehouse.reset-before-commit"
+	LoaderResetAfterCommit     = "loader.reset-after-commit"
 )
 
 var (

@@ -22,7 +22,8 @@ import (
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
-// Log is what the loader reads (state.Pebble).
+// Log is what the loader reads (state.Pebble). Only an integration's worker
+// trims its log, after its own commits: a reset (reset.go) relies on that.
 type Log interface {
 	Read(ctx context.Context, integration int64, after uint64, max, maxBytes int) ([]state.Record, error)
 	Head(integration int64) state.Head
@@ -55,6 +56,9 @@ type Options struct {
 	// MaxBatchBytes caps the bodies read into one batch.
 	MaxBatchBytes int
 	Observe       Observer
+	// Resets records resets so that one interrupted by a restart is redone or
+	// its reload shown (control.Store); nil: resets are not recorded.
+	Resets Resets
 }
 
 // Stats is one integration's loading picture.
@@ -70,6 +74,8 @@ type Stats struct {
 	Error string
 	// Paused: loading is paused by the operator; the backlog waits.
 	Paused bool
+	// Reset is the last reset's progress, nil if the integration never had one.
+	Reset *ResetProgress
 }
 
 // Loader owns one worker goroutine per integration.
@@ -113,10 +119,25 @@ type worker struct {
 	lastErr  error         // the last failure while failing > 0
 	failures int64         // every failure so far, for Sync
 	progress chan struct{} // closed and replaced whenever the above change
+
+	// Resets (reset.go): a request waiting for the worker, the last reset, a
+	// reset to redo because the last run stopped before it was committed, and
+	// where this process first saw the reload (for its rate).
+	resetReq     *resetRequest
+	reset        *control.Reset
+	redo         bool
+	resetting    bool // handling a reset now
+	resetSeenAt  time.Time
+	resetSeenPos uint64
 }
 
 func newWorker(in control.Integration) *worker {
-	return &worker{id: in.ID, in: in, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
+	w := &worker{id: in.ID, in: in, wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
+	if in.Reset != nil {
+		r := *in.Reset
+		w.reset, w.redo = &r, r.CommittedAt == nil
+	}
+	return w
 }
 
 // changed wakes whoever waits on w.progress; w.mu must be held.
@@ -276,6 +297,7 @@ func (l *Loader) Sync(ctx context.Context, integration int64) error {
 	for {
 		w.mu.Lock()
 		pos, known, progress := w.position, w.known, w.progress
+		known = known && !w.redo && !w.resetting && w.resetReq == nil // a reset first
 		var err error
 		if w.failures > failures {
 			err = w.lastErr
@@ -357,6 +379,10 @@ func (l *Loader) run(w *worker) {
 				w.mu.Unlock()
 			}
 		}
+		if l.handleReset(w, st, logger) {
+			fl, ready = nil, nil // the state and the tables are read again
+			continue
+		}
 		if ready == nil && paused() {
 			// Paused by the operator: nothing is loaded until resumed (the
 			// supervisor pokes the worker then); receiving goes on.
@@ -404,6 +430,9 @@ func (l *Loader) run(w *worker) {
 				}
 				t.Stop()
 			}
+			if w.resetAsked() || paused() {
+				continue // a reset, or a pause that came while the batch filled, goes first
+			}
 		}
 		ctx, cancel := context.WithTimeout(l.hard, 2*time.Minute)
 		var err error
@@ -435,6 +464,7 @@ func (l *Loader) run(w *worker) {
 		}
 		backoff = 0
 		st = next
+		l.resetLoaded(w, st.Position, logger)
 		if stopping() {
 			return // the open batch is flushed; what is left stays in the log for the next start
 		}
@@ -646,6 +676,10 @@ func (l *Loader) Stats(integration int64) Stats {
 			s.Error = w.lastErr.Error()
 		}
 		s.Paused = w.in.PausedAt != nil
+		if w.reset != nil {
+			p := w.resetProgressLocked(time.Now())
+			s.Reset = &p
+		}
 		w.mu.Unlock()
 	}
 	if head.Position > pos {

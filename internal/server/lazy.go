@@ -188,3 +188,11 @@ func (l *lazyWarehouse) Close() error {
 	}
 	return nil
 }
+
+func (l *lazyWarehouse) Reset(ctx context.Context, integration int64, schema string, prev, next warehouse.State) error {
+	w, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return l.check(w, w.Reset(ctx, integration, schema, prev, next))
+}

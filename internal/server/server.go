@@ -133,13 +133,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
-		Retention: cfg.Retention, Observe: s.metrics,
+		Retention: cfg.Retention, Observe: s.metrics, Resets: ctl,
 	}, logger.With("component", "loader"))
 	s.loader.Start()
 	s.history.Start() // after the loader: it samples the loader's lag
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
-		Logger: logger.With("component", "api"),
+		Logger: logger.With("component", "api"), Reset: s.reset,
 		Import: st, ImportObserve: s.metrics,
 	}
 	s.http = &http.Server{
@@ -366,6 +366,7 @@ func (s *Server) apiStats(id int64) api.Stats {
 	out := api.Stats{
 		RecordsReceived: st.Received, RecordsLoaded: st.Loaded, RecordsRejected: st.Rejected,
 		Backlog: st.Backlog, LagSeconds: st.Lag.Seconds(), LoadError: st.Error, Paused: st.Paused,
+		Reset: api.NewResetStats(st.Reset),
 	}
 	if !st.LastReceivedAt.IsZero() {
 		t := st.LastReceivedAt.UTC()
@@ -384,6 +385,12 @@ func (s *Server) apiStats(id int64) api.Stats {
 		}
 	}
 	return out
+}
+
+// reset resets an integration (API and dashboard).
+func (s *Server) reset(ctx context.Context, id int64, acceptPartial bool) error {
+	_, err := s.loader.Reset(ctx, id, acceptPartial)
+	return err
 }
 
 func (s *Server) allStats() map[int64]loader.Stats {

@@ -15,7 +15,7 @@ type dashboard = web.Web
 func (s *Server) registerWeb(mux *http.ServeMux) {
 	if s.web == nil {
 		d, err := web.New(web.Options{
-			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus,
+			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus, Reset: s.reset,
 			History: s.history.Points, // opened in Open before the handler is built
 			// Logins are kept in the state (hashed), so a restart does not end them.
 			Sessions:  s.state,

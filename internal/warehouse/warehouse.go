@@ -141,6 +141,16 @@ type Warehouse interface {
 	// matches b.Prev fails with an error wrapping ErrStateMismatch and writes
 	// nothing.
 	Load(ctx context.Context, b *Batch) error
+	// Reset drops every table of schema (the integration's data table, its
+	// subtables and _sdc_rejected; the schema itself stays) and moves the
+	// integration's stored load state from prev to next, in ONE transaction, so
+	// that the loader reloads the log from next.Position+1 into new tables. It is
+	// fenced like Load: when the stored state is not prev (compared as
+	// Batch.Prev is), it changes nothing and fails with an error wrapping
+	// ErrStateMismatch. next.Installation must be set and next.Position must not
+	// exceed prev.Position. A crash before the commit leaves the old tables and
+	// position; after it, only the reload remains to do.
+	Reset(ctx context.Context, integration int64, schema string, prev, next State) error
 	// Query runs one user-written SQL statement read-only (enforced by the
 	// database, see each adapter's Query) and returns at most maxRows rows.
 	Query(ctx context.Context, sql string, maxRows int) (*Result, error)

@@ -296,6 +296,9 @@ func (w *Web) integration(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if q.Get("reset") != "" {
+		flash = fmt.Sprintf("The tables of schema %s were dropped; every record the log holds is reloading (progress under Loading).", in.Schema)
+	}
 	if q.Get("resubmitted") != "" {
 		flash = "That form was already submitted. A webhook URL is shown only once; if you missed it, revoke it and generate another."
 	}

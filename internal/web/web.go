@@ -110,6 +110,9 @@ type Options struct {
 	Stats     func(integration int64) api.Stats
 	Warehouse Warehouse
 	Status    func(ctx context.Context, details bool) Status
+	// Reset drops an integration's tables and reloads its log (loader.Reset);
+	// nil: the reset button answers that the loader is not running.
+	Reset func(ctx context.Context, integration int64, acceptPartial bool) error
 	// History gives the points of an integration's charts (0: all of them),
 	// oldest first, one per bucket of the window. Nil: no charts.
 	History func(integration int64, w history.Window) []history.Point
@@ -214,6 +217,8 @@ func (w *Web) Register(mux *http.ServeMux) {
 	mux.Handle("POST /integrations/{id}/secrets", w.form(w.addSecret))
 	mux.Handle("POST /integrations/{id}/verify", w.form(w.updateVerify))
 	mux.Handle("POST /integrations/{id}/pause", w.form(w.setPaused))
+	mux.Handle("GET /integrations/{id}/reset", w.page(w.resetConfirm))
+	mux.Handle("POST /integrations/{id}/reset", w.form(w.reset))
 	mux.Handle("GET /integrations/{id}/secrets/{secret}/remove", w.page(w.removeSecretConfirm))
 	mux.Handle("POST /integrations/{id}/secrets/{secret}/remove", w.form(w.removeSecret))
 	mux.Handle("GET /integrations/{id}/delete", w.page(w.deleteConfirm))

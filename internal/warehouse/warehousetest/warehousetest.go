@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) warehouse.Warehouse) {
 		{"ConcurrentLoads", testConcurrentLoads},
 		{"StateIsFenced", testStateIsFenced},
 		{"TwoLoadersOneWins", testTwoLoadersOneWins},
+		{"Reset", testReset},
 		{"KeywordSchemas", testKeywordSchemas},
 		{"QueryResults", testQueryResults},
 		{"QueryIsReadOnly", testQueryIsReadOnly},
