@@ -59,6 +59,8 @@ type API struct {
 	Logger    *slog.Logger
 	// MaxQueryRows caps /query answers.
 	MaxQueryRows int
+	// Backup takes backups (POST /api/v1/backup); nil answers 501.
+	Backup Snapshotter
 }
 
 // Route is one admin route.
@@ -84,6 +86,7 @@ func (a *API) Routes() []Route {
 		{"GET /api/v1/integrations/{id}/secrets", a.listSecrets},
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
 		{"POST /api/v1/query", a.query},
+		{"POST /api/v1/backup", a.backup},
 	}
 }
 

@@ -15,6 +15,7 @@
 package backup
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +115,9 @@ func parseManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("the backup has format %d; this hookhouse reads format %d (use the hookhouse version that wrote it: %s)", m.Format, Format, m.Version)
 	}
 	seen := map[string]bool{}
+	state := false
 	for _, f := range m.Files {
+		state = state || strings.HasPrefix(f.Path, "state/MANIFEST-")
 		if err := checkPath(f.Path); err != nil {
 			return nil, fmt.Errorf("%s lists a bad file: %w", ManifestFile, err)
 		}
@@ -123,8 +126,8 @@ func parseManifest(b []byte) (*Manifest, error) {
 		}
 		seen[f.Path] = true
 	}
-	if !seen["state/CURRENT"] {
-		return nil, fmt.Errorf("%s lists no state/CURRENT: the backup holds no state", ManifestFile)
+	if !state {
+		return nil, fmt.Errorf("%s lists no state/MANIFEST-…: the backup holds no state", ManifestFile)
 	}
 	return &m, nil
 }
@@ -137,27 +140,43 @@ func checkPath(p string) error {
 	return nil
 }
 
-// EnsureEmpty makes dir if it does not exist (and its parents, 0700) and
-// refuses one that holds anything. It reports whether it made dir.
-func EnsureEmpty(dir, what string) (made bool, err error) {
+// CheckEmpty returns nil when dir does not exist or is an empty directory,
+// and otherwise an error that says what is in it. what names dir for the
+// message ("the backup directory").
+func CheckEmpty(dir, what string) error {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return false, err
-		}
-		return true, syncDir(filepath.Dir(filepath.Clean(dir)))
+		return nil
 	case err != nil:
-		return false, err
+		return fmt.Errorf("%s %s: %w", what, dir, err)
 	case len(entries) > 0:
 		names := make([]string, 0, 3)
 		for _, e := range entries[:min(3, len(entries))] {
 			names = append(names, e.Name())
 		}
-		return false, fmt.Errorf("%s %s is not empty (it holds %s%s); give an empty or new directory", what, dir,
-			strings.Join(names, ", "), map[bool]string{true: ", …", false: ""}[len(entries) > 3])
+		more := ""
+		if len(entries) > 3 {
+			more = ", …"
+		}
+		return fmt.Errorf("%s %s is not empty (it holds %s%s); give an empty or new directory", what, dir, strings.Join(names, ", "), more)
 	}
-	return false, nil
+	return nil
+}
+
+// ensureEmpty is CheckEmpty, then makes dir (0700, and its parents) if it
+// does not exist. It reports whether it made dir.
+func ensureEmpty(dir, what string) (made bool, err error) {
+	if err := CheckEmpty(dir, what); err != nil {
+		return false, err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return false, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+	return true, syncDir(filepath.Dir(filepath.Clean(dir)))
 }
 
 // cleanup removes what a failed Receive or Restore wrote into dir: dir itself
@@ -215,7 +234,7 @@ func syncDirs(root string, files []File) error {
 
 // writeFile creates path (0600, parents 0700) from r, fsyncs it, and returns
 // its size and SHA-256. It refuses an existing file.
-func writeFile(p string, r io.Reader, progress func(int64)) (int64, string, error) {
+func writeFile(ctx context.Context, p string, r io.Reader, progress func(int64)) (int64, string, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return 0, "", err
 	}
@@ -224,7 +243,7 @@ func writeFile(p string, r io.Reader, progress func(int64)) (int64, string, erro
 		return 0, "", err
 	}
 	h := newHasher()
-	n, err := io.Copy(f, io.TeeReader(r, progressWriter{h, progress}))
+	n, err := io.Copy(f, io.TeeReader(ctxReader{ctx, r}, progressWriter{h, progress}))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -235,4 +254,17 @@ func writeFile(p string, r io.Reader, progress func(int64)) (int64, string, erro
 		return n, "", fmt.Errorf("write %s: %w", p, err)
 	}
 	return n, h.sum(), nil
+}
+
+// ctxReader stops reading once ctx ends (Ctrl-C).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
 }

@@ -16,9 +16,9 @@ func stage(t *testing.T) *Snapshot {
 	t.Helper()
 	dir := t.TempDir()
 	for p, content := range map[string]string{
-		"state/CURRENT":    "MANIFEST-000001\n",
-		"state/000002.sst": strings.Repeat("sst", 100000),
-		"secret.key":       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+		"state/MANIFEST-000001": "manifest",
+		"state/000002.sst":      strings.Repeat("sst", 100000),
+		"secret.key":            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
 	} {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o700)
 		if err := os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644); err != nil {
@@ -49,7 +49,7 @@ func TestReceiveAndRestore(t *testing.T) {
 	s := stage(t)
 	dir := filepath.Join(t.TempDir(), "nested", "backup")
 	var seen int64
-	m, err := Receive(bytes.NewReader(stream(t, s)), dir, func(n int64) { seen += n })
+	m, err := Receive(context.Background(), bytes.NewReader(stream(t, s)), dir, func(n int64) { seen += n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestReceiveAndRestore(t *testing.T) {
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	seen = 0
-	if _, err := Restore(dir, data, func(n int64) { seen += n }); err != nil {
+	if _, err := Restore(context.Background(), dir, data, func(n int64) { seen += n }); err != nil {
 		t.Fatal(err)
 	}
 	if seen != s.Bytes() {
@@ -93,14 +93,14 @@ func TestRefusesNonEmptyDirectories(t *testing.T) {
 	s := stage(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "keep.txt"), []byte("mine"), 0o600)
-	if _, err := Receive(bytes.NewReader(stream(t, s)), dir, nil); err == nil || !strings.Contains(err.Error(), "not empty (it holds keep.txt)") {
+	if _, err := Receive(context.Background(), bytes.NewReader(stream(t, s)), dir, nil); err == nil || !strings.Contains(err.Error(), "not empty (it holds keep.txt)") {
 		t.Fatalf("Receive into a non-empty dir: %v", err)
 	}
 	good := filepath.Join(t.TempDir(), "b")
-	if _, err := Receive(bytes.NewReader(stream(t, s)), good, nil); err != nil {
+	if _, err := Receive(context.Background(), bytes.NewReader(stream(t, s)), good, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Restore(good, dir, nil); err == nil || !strings.Contains(err.Error(), "the data directory") {
+	if _, err := Restore(context.Background(), good, dir, nil); err == nil || !strings.Contains(err.Error(), "the data directory") {
 		t.Fatalf("Restore into a non-empty dir: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "keep.txt")); string(b) != "mine" {
@@ -124,12 +124,12 @@ func TestRestoreRefusesDamage(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "b")
-			if _, err := Receive(bytes.NewReader(stream(t, s)), dir, nil); err != nil {
+			if _, err := Receive(context.Background(), bytes.NewReader(stream(t, s)), dir, nil); err != nil {
 				t.Fatal(err)
 			}
 			damage(dir)
 			data := filepath.Join(t.TempDir(), "data")
-			_, err := Restore(dir, data, nil)
+			_, err := Restore(context.Background(), dir, data, nil)
 			want := map[string]string{"changed byte": "state/000002.sst does not have the SHA-256", "missing file": "secret.key is missing",
 				"no manifest": "not a complete hookhouse backup"}[name]
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -170,7 +170,7 @@ func TestReceiveRefusesBadStreams(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "b")
-			_, err := Receive(bytes.NewReader(tc.b), dir, nil)
+			_, err := Receive(context.Background(), bytes.NewReader(tc.b), dir, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Receive = %v, want %q", err, tc.want)
 			}

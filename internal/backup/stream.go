@@ -129,12 +129,12 @@ func writeTarFile(tw *tar.Writer, p string, f File) (string, error) {
 // (size and SHA-256, no file missing or extra), then manifest.json written
 // last and every directory fsync'd. progress, if set, is told of every chunk
 // of file bytes written. On any error what was written is removed.
-func Receive(r io.Reader, dir string, progress func(n int64)) (*Manifest, error) {
-	made, err := EnsureEmpty(dir, "the backup directory")
+func Receive(ctx context.Context, r io.Reader, dir string, progress func(n int64)) (*Manifest, error) {
+	made, err := ensureEmpty(dir, "the backup directory")
 	if err != nil {
 		return nil, err
 	}
-	m, err := receive(r, dir, progress)
+	m, err := receive(ctx, r, dir, progress)
 	if err != nil {
 		cleanup(dir, made)
 		return nil, err
@@ -142,7 +142,7 @@ func Receive(r io.Reader, dir string, progress func(n int64)) (*Manifest, error)
 	return m, nil
 }
 
-func receive(r io.Reader, dir string, progress func(int64)) (*Manifest, error) {
+func receive(ctx context.Context, r io.Reader, dir string, progress func(int64)) (*Manifest, error) {
 	tr := tar.NewReader(r)
 	got := map[string]File{}
 	var manifest []byte
@@ -172,7 +172,7 @@ func receive(r io.Reader, dir string, progress func(int64)) (*Manifest, error) {
 		if _, dup := got[hdr.Name]; dup {
 			return nil, fmt.Errorf("the backup stream holds %s twice", hdr.Name)
 		}
-		n, sum, err := writeFile(filepath.Join(dir, filepath.FromSlash(hdr.Name)), tr, progress)
+		n, sum, err := writeFile(ctx, filepath.Join(dir, filepath.FromSlash(hdr.Name)), tr, progress)
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("read the backup stream: %s: the transfer was cut short (the server stopped or the connection broke; see the server's log)", hdr.Name)
 		}
@@ -194,7 +194,7 @@ func receive(r io.Reader, dir string, progress func(int64)) (*Manifest, error) {
 	// The manifest goes last and through a rename, so a directory with a
 	// manifest.json is a complete backup.
 	tmp := filepath.Join(dir, "."+ManifestFile+".tmp")
-	if _, _, err := writeFile(tmp, bytes.NewReader(manifest), nil); err != nil {
+	if _, _, err := writeFile(ctx, tmp, bytes.NewReader(manifest), nil); err != nil {
 		return nil, err
 	}
 	if err := syncDirs(dir, m.Files); err != nil {
@@ -230,23 +230,23 @@ func match(m *Manifest, got map[string]File) error {
 // empty or not exist: every file the manifest lists, checked against its
 // SHA-256 while it is copied and fsync'd, then every directory fsync'd. Files
 // are 0600 and directories 0700. On any error what was written is removed.
-func Restore(src, dst string, progress func(n int64)) (*Manifest, error) {
+func Restore(ctx context.Context, src, dst string, progress func(n int64)) (*Manifest, error) {
 	m, err := ReadManifest(src)
 	if err != nil {
 		return nil, err
 	}
-	made, err := EnsureEmpty(dst, "the data directory")
+	made, err := ensureEmpty(dst, "the data directory")
 	if err != nil {
 		return nil, err
 	}
-	if err := restore(m, src, dst, progress); err != nil {
+	if err := restore(ctx, m, src, dst, progress); err != nil {
 		cleanup(dst, made)
 		return nil, err
 	}
 	return m, nil
 }
 
-func restore(m *Manifest, src, dst string, progress func(int64)) error {
+func restore(ctx context.Context, m *Manifest, src, dst string, progress func(int64)) error {
 	for _, f := range m.Files {
 		in, err := os.Open(filepath.Join(src, filepath.FromSlash(f.Path)))
 		if errors.Is(err, os.ErrNotExist) {
@@ -255,7 +255,7 @@ func restore(m *Manifest, src, dst string, progress func(int64)) error {
 		if err != nil {
 			return err
 		}
-		n, sum, err := writeFile(filepath.Join(dst, filepath.FromSlash(f.Path)), in, progress)
+		n, sum, err := writeFile(ctx, filepath.Join(dst, filepath.FromSlash(f.Path)), in, progress)
 		in.Close()
 		if err != nil {
 			return err

@@ -55,6 +55,8 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	backupMu sync.Mutex // held while a backup is staged and streamed (backup.go)
 }
 
 // Open builds and starts everything but the HTTP listener (see Serve).
@@ -64,6 +66,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		return nil, fmt.Errorf("server: create data dir: %w", err)
 	}
 	s.metrics = newMetrics(s.allStats)
+	// A backup cut off by a crash leaves its staged copy; no backup runs now.
+	if err := os.RemoveAll(s.backupDir()); err != nil {
+		logger.Warn("could not remove an interrupted backup's staged files", "err", err)
+	}
 	st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
 		SyncObserver: s.metrics.Sync,
 	})
@@ -130,7 +136,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s.history.Start() // after the loader: it samples the loader's lag
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
-		Logger: logger.With("component", "api"),
+		Logger: logger.With("component", "api"), Backup: s,
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),

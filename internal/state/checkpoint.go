@@ -40,8 +40,11 @@ func (p *Pebble) Checkpoint(dir string) error {
 }
 
 // CheckpointHeads opens the store in dir read-only (a checkpoint, or a data
-// dir no process uses) and returns every integration's head.
-func CheckpointHeads(dir string, logger *slog.Logger) (map[int64]Head, error) {
+// dir no process uses) and returns every integration's head. For each
+// integration in loaded (a warehouse's load positions) it also checks that
+// the store can load on from there: the position is not past the head, and
+// the record after it is still in the log when the head is past it.
+func CheckpointHeads(dir string, logger *slog.Logger, loaded map[int64]uint64) (map[int64]Head, error) {
 	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: pebbleLogger{logger}})
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s read-only: %w", dir, err)
@@ -63,5 +66,26 @@ func CheckpointHeads(dir string, logger *slog.Logger) (map[int64]Head, error) {
 			LastReceivedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
 		}
 	}
-	return heads, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	for id, pos := range loaded {
+		head := heads[id].Position
+		if pos > head {
+			return nil, fmt.Errorf("state: integration %d: the warehouse is loaded up to position %d, past the log's end %d in %s", id, pos, head, dir)
+		}
+		if pos == head {
+			continue
+		}
+		v, c, err := db.Get(logKey(id, pos+1))
+		if err != nil {
+			return nil, fmt.Errorf("state: integration %d: the record after the warehouse's position %d is not in %s: %w", id, pos, dir, err)
+		}
+		if len(v) < 24 {
+			c.Close()
+			return nil, fmt.Errorf("state: corrupt log entry %x in %s", logKey(id, pos+1), dir)
+		}
+		c.Close()
+	}
+	return heads, nil
 }

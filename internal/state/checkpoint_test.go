@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,9 +51,15 @@ func TestCheckpointWhileAppending(t *testing.T) {
 		t.Error("a checkpoint into an existing directory was allowed")
 	}
 
-	heads, err := CheckpointHeads(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	heads, err := CheckpointHeads(dir, logger, map[int64]uint64{1: 0, 2: 100})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A warehouse position past the copy's end, or one whose next record was
+	// trimmed, is reported.
+	if _, err := CheckpointHeads(dir, logger, map[int64]uint64{1: heads[1].Position + 1}); err == nil || !strings.Contains(err.Error(), "past the log's end") {
+		t.Errorf("position past the end: %v", err)
 	}
 	cp := openTest(t, dir)
 	defer cp.Close()
@@ -97,7 +104,18 @@ func TestHoldTrims(t *testing.T) {
 		t.Fatalf("records after a held trim: %d", len(recs))
 	}
 	release()
-	if n, err := p.Trim(1, 3, time.Now()); err != nil || n != 3 {
-		t.Fatalf("Trim after the hold = %d, %v; want 3", n, err)
+	if n, err := p.Trim(1, 2, time.Now()); err != nil || n != 2 {
+		t.Fatalf("Trim after the hold = %d, %v; want 2", n, err)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := p.Checkpoint(dir); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := CheckpointHeads(dir, logger, map[int64]uint64{1: 2}); err != nil {
+		t.Errorf("loading on from position 2: %v", err)
+	}
+	if _, err := CheckpointHeads(dir, logger, map[int64]uint64{1: 1}); err == nil || !strings.Contains(err.Error(), "is not in") {
+		t.Errorf("loading on from position 1, whose next record was trimmed: %v", err)
 	}
 }

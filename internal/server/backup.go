@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/backup"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
+	"github.com/hookhouse/hookhouse/internal/state"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+	"github.com/hookhouse/hookhouse/internal/warehouse/duckdb"
+)
+
+// Snapshot stages a consistent backup of the running server in
+// <data>/backup.tmp (the API streams it, then calls Release, which removes it):
+//
+//  1. trims of the log are held (state.HoldTrims), so no record leaves the
+//     log until step 3;
+//  2. the embedded warehouse is copied by DuckDB in one transaction
+//     (duckdb.DB.Backup); the copy holds load positions P. With PostgreSQL
+//     nothing is copied and P is PostgreSQL's position now;
+//  3. the log is checkpointed (state.Pebble.Checkpoint): it holds everything
+//     accepted before, and since nothing was trimmed after step 1, every
+//     record after P. CheckpointHeads checks exactly that on the copy;
+//  4. secret.key and admin.key are copied.
+//
+// Receiving and loading go on throughout. A restore of the snapshot loads the
+// records P+1..head from its log into its warehouse copy: each record once.
+// Only one backup runs at a time (backup.ErrRunning).
+func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
+	if !s.backupMu.TryLock() {
+		return nil, backup.ErrRunning
+	}
+	dir := s.backupDir()
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+			s.backupMu.Unlock()
+		}
+	}()
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("remove the last backup's leftovers: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stage the backup: %w", err)
+	}
+	start := time.Now()
+	m := backup.Manifest{Format: backup.Format, Version: Version, CreatedAt: start.UTC(),
+		Installation: s.control.Installation(), Warehouse: backup.WarehouseDuckDB}
+	integrations := s.control.AllIntegrations()
+
+	release := s.state.HoldTrims()
+	var states map[int64]warehouse.State
+	if s.cfg.Warehouse == "" {
+		states, err = s.wh.(*lazyWarehouse).backup(ctx, filepath.Join(dir, "warehouse.duckdb"))
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("copy the warehouse: %w", err)
+		}
+	} else {
+		m.Warehouse = backup.WarehousePostgres
+		// Only for the manifest: the backup does not hold PostgreSQL's data.
+		states, err = s.wh.LoadState(ctx)
+		if err != nil {
+			s.logger.Warn("backup: cannot read PostgreSQL's load positions; the manifest leaves them out", "err", err)
+			states, err = nil, nil
+		}
+	}
+	err = s.state.Checkpoint(filepath.Join(dir, "state"))
+	release()
+	if err != nil {
+		return nil, err
+	}
+	copied := time.Now()
+
+	loaded := map[int64]uint64{}
+	for id, st := range states {
+		if st.Installation == "" || st.Installation == m.Installation {
+			loaded[id] = st.Position
+		}
+	}
+	check := loaded
+	if s.cfg.Warehouse != "" {
+		check = nil // PostgreSQL's position is not the backup's: it moves on
+	}
+	heads, err := state.CheckpointHeads(filepath.Join(dir, "state"), s.logger.With("component", "backup"), check)
+	if err != nil {
+		return nil, fmt.Errorf("the staged backup is not consistent: %w", err)
+	}
+	for _, in := range integrations {
+		bi := backup.Integration{ID: in.ID, Name: in.Name, Schema: in.Schema, Received: heads[in.ID].Position, Deleted: in.DeletedAt != nil}
+		if pos, ok := loaded[in.ID]; ok {
+			bi.Loaded = &pos
+		} else if states != nil {
+			var zero uint64
+			bi.Loaded = &zero
+		}
+		m.Integrations = append(m.Integrations, bi)
+	}
+
+	if s.cfg.SecretKey == "" {
+		if err := copyFile(filepath.Join(s.cfg.Data, secretbox.KeyFile), filepath.Join(dir, secretbox.KeyFile)); err == nil {
+			m.SecretKeyIncluded = true
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("copy %s: %w", secretbox.KeyFile, err)
+		}
+	}
+	if err := copyFile(s.cfg.AdminKeyPath(), filepath.Join(dir, "admin.key")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("copy admin.key: %w", err)
+	}
+	files, err := backup.Stage(dir)
+	if err != nil {
+		return nil, err
+	}
+	snap := &backup.Snapshot{Dir: dir, Manifest: m, Files: files, Release: func() {
+		if err := os.RemoveAll(dir); err != nil {
+			s.logger.Warn("backup: could not remove the staged files", "dir", dir, "err", err)
+		}
+		s.backupMu.Unlock()
+	}}
+	s.logger.Info("backup staged", "warehouse", m.Warehouse, "integrations", len(m.Integrations), "files", len(files),
+		"bytes", snap.Bytes(), "copy_took", copied.Sub(start).Round(time.Millisecond))
+	return snap, nil
+}
+
+// backupDir is where a backup is staged: the one directory the embedded
+// warehouse may write into (duckdb.BackupDir).
+func (s *Server) backupDir() string {
+	return duckdb.BackupDir(filepath.Join(s.cfg.Data, "warehouse.duckdb"))
+}
+
+// duckBackup is the embedded warehouse's copy (duckdb.DB.Backup).
+type duckBackup interface {
+	Backup(ctx context.Context, dest string) (map[int64]warehouse.State, error)
+}
+
+// backup copies the open embedded warehouse to dest.
+func (l *lazyWarehouse) backup(ctx context.Context, dest string) (map[int64]warehouse.State, error) {
+	w, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := w.(duckBackup)
+	if !ok {
+		return nil, fmt.Errorf("the warehouse %T cannot copy itself", w)
+	}
+	st, err := b.Backup(ctx, dest)
+	return st, l.check(w, err)
+}
+
+// copyFile copies a small file (a key) with mode 0600 and fsyncs it.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	return errors.Join(err, out.Close())
+}
