@@ -24,8 +24,9 @@ import (
 //   - integration B took 15 more records after the backup, loaded into
 //     PostgreSQL: its position there is past the restored log's end. The
 //     restored server refuses to load B and says why ("log is older than the
-//     warehouse"); nothing doubles. The documented fix (pause, set the
-//     position to the backup's log end, resume) makes new records load, once.
+//     warehouse") and pauses B at start, so that new records pushing the log
+//     past that position are not skipped; nothing doubles. The documented fix
+//     (set the position to the backup's log end, resume) loads them, once.
 func TestBackupRestorePostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn, err := pgtest.Shared(t).NewDatabase(ctx)
@@ -125,10 +126,22 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Errorf("B: %d rows (%d distinct), want 65", r, d)
 	}
 
-	// The documented fix: pause B, set its position to the backup's log end, resume.
-	if _, err := rcl.SetPaused(ctx, b, true); err != nil {
-		t.Fatal(err)
+	// B was paused at start, so the refusal cannot lapse: 20 new records push
+	// the log past PostgreSQL's position, and none loads over the gap.
+	if in, err := rcl.Integration(ctx, b); err != nil || !in.Stats.Paused {
+		t.Fatalf("B should be paused at start: %+v %v", in, err)
 	}
+	if !strings.Contains(restored.Stderr.String(), "loading of this integration is paused so that no new record is skipped") {
+		t.Error("the start does not log why B is paused")
+	}
+	postN(rebase(hooks[1], restored.URL), 2000, 20)
+	postN(rebase(hooks[0], restored.URL), 2000, 1)
+	waitLoaded(t, rcl, a, 41)
+	if in, _ := rcl.Integration(ctx, b); !in.Stats.Paused || in.Stats.RecordsReceived != 70 || rows("orders_b") != 65 {
+		t.Fatalf("B after 20 new records while its warehouse is ahead: %+v, %d rows", *in.Stats, rows("orders_b"))
+	}
+
+	// The documented fix: set B's position to the backup's log end, resume.
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -141,9 +154,16 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	postN(rebase(hooks[1], restored.URL), 1000, 3)
-	waitLoaded(t, rcl, b, 53)
-	if r, d := rows("orders_b"), distinct("orders_b"); r != 68 || d != 68 {
-		t.Errorf("B after the fix: %d rows (%d distinct), want 68", r, d)
+	// (records_loaded counted the position B had at start, so rows tell.)
+	waitFor(t, 60*time.Second, "B's new records loaded", func() (bool, string) {
+		in, err := rcl.Integration(ctx, b)
+		if err != nil {
+			return false, err.Error()
+		}
+		return in.Stats.Backlog == 0 && in.Stats.RecordsReceived == 73 && in.Stats.LoadError == "", fmt.Sprintf("%+v", *in.Stats)
+	})
+	if r, d := rows("orders_b"), distinct("orders_b"); r != 88 || d != 88 {
+		t.Errorf("B after the fix: %d rows (%d distinct), want 65 + 23 new", r, d)
 	}
 	restored.Term(t)
 }

@@ -170,3 +170,37 @@ func copyFile(src, dst string) error {
 	}
 	return errors.Join(err, out.Close())
 }
+
+// pauseAheadOfLog pauses loading of every integration whose warehouse has
+// loaded past the end of this installation's log: a data dir restored from a
+// backup older than its PostgreSQL warehouse (a pg_dump taken after the
+// backup, or the same database loaded on after it). The loader refuses such a
+// position only while its log is shorter; once new webhooks push the log past
+// it, the loader would load on from there and skip the new records in
+// between. A pause keeps loading stopped until the operator has set the
+// position right (docs/history.md, backup and restore) and resumes. It runs at
+// start, before loading; a warehouse not reachable then is not checked.
+func (s *Server) pauseAheadOfLog(ctx context.Context) {
+	states, err := s.wh.LoadState(ctx)
+	if err != nil {
+		s.logger.Warn("could not compare the warehouse's load positions with the log at start", "err", err)
+		return
+	}
+	for _, in := range s.control.AllIntegrations() {
+		st, ok := states[in.ID]
+		if !ok || in.DeletedAt != nil || in.PausedAt != nil || (st.Installation != "" && st.Installation != s.control.Installation()) {
+			continue
+		}
+		head := s.state.Head(in.ID).Position
+		if st.Position <= head {
+			continue
+		}
+		if _, err := s.control.SetPaused(in.ID, true, time.Now()); err != nil {
+			s.logger.Error("could not pause an integration whose warehouse is ahead of the log", "integration", in.ID, "err", err)
+			continue
+		}
+		s.logger.Error("the warehouse has loaded past the end of this log (a data dir restored from a backup older than the warehouse?): "+
+			"loading of this integration is paused so that no new record is skipped; set the warehouse's position to the log's end, then resume (docs/history.md)",
+			"integration", in.ID, "schema", in.Schema, "warehouse_position", st.Position, "log_end", head)
+	}
+}

@@ -127,6 +127,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		}
 		s.wh = lazy
 	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	s.pauseAheadOfLog(pctx) // before loading starts (backup.go)
+	pcancel()
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
