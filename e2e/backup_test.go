@@ -174,6 +174,14 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		return err == nil && in.Stats.RecordsLoaded > 100 && load.ok[1].Load() > 100, fmt.Sprint(err)
 	})
 
+	// An ACME certificate cache (TLS, SPEC §12) goes along.
+	if err := os.MkdirAll(filepath.Join(dir1, "certs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir1, "certs", "hooks.example.com"), []byte("cert and key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	// The backup, taken while the load runs; output on a pipe.
 	bdir := filepath.Join(t.TempDir(), "backup")
 	out, errs, code := runCLI(t, old.URL, nil, "backup", bdir, "--data", dir1)
@@ -237,7 +245,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	if _, _, code := runRestore(t, bdir, "--data", dir2); code != 1 {
 		t.Error("restore into a non-empty data dir was allowed")
 	}
-	for _, p := range []string{"secret.key", "admin.key", "warehouse.duckdb"} {
+	for _, p := range []string{"secret.key", "admin.key", "warehouse.duckdb", "certs/hooks.example.com"} {
 		if info, err := os.Stat(filepath.Join(dir2, p)); err != nil || info.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", p, info, err)
 		}

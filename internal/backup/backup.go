@@ -11,6 +11,7 @@
 //	secret.key         the key that seals signing secrets (absent when it came
 //	                   from HOOKHOUSE_SECRET_KEY)
 //	admin.key          the admin key file, when the data dir had one
+//	certs/…            the ACME certificate cache, when the data dir had one
 //	manifest.json      written last: a directory without it is incomplete
 package backup
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,7 +28,7 @@ import (
 //  3. the log is checkpointed (state.Pebble.Checkpoint): it holds everything
 //     accepted before, and since nothing was trimmed after step 1, every
 //     record after P. CheckpointHeads checks exactly that on the copy;
-//  4. secret.key and admin.key are copied.
+//  4. secret.key, admin.key and the certs/ cache (if any) are copied.
 //
 // Receiving and loading go on throughout. A restore of the snapshot loads the
 // records P+1..head from its log into its warehouse copy: each record once.
@@ -112,6 +113,11 @@ func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
 	}
 	if err := copyFile(s.cfg.AdminKeyPath(), filepath.Join(dir, "admin.key")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("copy admin.key: %w", err)
+	}
+	// The ACME certificate cache (SPEC §12), when there is one: a restored
+	// server then need not ask for new certificates at once.
+	if err := copyTree(filepath.Join(s.cfg.Data, "certs"), filepath.Join(dir, "certs")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("copy certs: %w", err)
 	}
 	files, err := backup.Stage(dir)
 	if err != nil {
@@ -203,4 +209,27 @@ func (s *Server) pauseAheadOfLog(ctx context.Context) {
 			"loading of this integration is paused so that no new record is skipped; set the warehouse's position to the log's end, then resume (docs/history.md)",
 			"integration", in.ID, "schema", in.Schema, "warehouse_position", st.Position, "log_end", head)
 	}
+}
+
+// copyTree copies the regular files under src (a small directory) to dst.
+func copyTree(src, dst string) error {
+	if _, err := os.Stat(src); err != nil {
+		return err
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		case d.Type().IsRegular():
+			return copyFile(p, filepath.Join(dst, rel))
+		}
+		return nil // sockets, links: not ours
+	})
 }
