@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +58,7 @@ func rebase(u, base string) string {
 // loadRunner posts records to every hook from 4 goroutines until stopped,
 // counting the 200s per hook.
 type loadRunner struct {
+	once sync.Once
 	stop chan struct{}
 	wg   sync.WaitGroup
 	ok   []atomic.Int64
@@ -85,8 +88,20 @@ func startLoad(t *testing.T, hooks []string, sign func(i int, n int64, body []by
 							}
 						}
 					}
-					if status, b := post(t, hook, "application/json", body, hdr...); status != 200 {
-						t.Errorf("POST under load = %d %s", status, b)
+					req, _ := http.NewRequest(http.MethodPost, hook, bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					for k := 0; k+1 < len(hdr); k += 2 {
+						req.Header.Set(hdr[k], hdr[k+1])
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Errorf("POST under load to integration %d: %v", i, err)
+						return
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Errorf("POST under load = %d %s", resp.StatusCode, b)
 						return
 					}
 					l.ok[i].Add(1)
@@ -97,8 +112,9 @@ func startLoad(t *testing.T, hooks []string, sign func(i int, n int64, body []by
 	return l
 }
 
+// Stop stops the posting and waits for it (idempotent).
 func (l *loadRunner) Stop() {
-	close(l.stop)
+	l.once.Do(func() { close(l.stop) })
 	l.wg.Wait()
 }
 
@@ -169,6 +185,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		return "signed", out
 	}
 	load := startLoad(t, hooks, sign)
+	defer load.Stop() // before the server's cleanup kills it, when the test fails early
 	waitFor(t, 60*time.Second, "records loaded under load", func() (bool, string) {
 		in, err := cl.Integration(ctx, vero.ID)
 		return err == nil && in.Stats.RecordsLoaded > 100 && load.ok[1].Load() > 100, fmt.Sprint(err)
@@ -196,7 +213,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	load.Stop()
 	if t.Failed() {
-		t.FailNow()
+		t.Fatalf("server log:\n%s", tail(old.Stderr.String(), 4000))
 	}
 	m, err := backup.ReadManifest(bdir)
 	if err != nil {
@@ -234,6 +251,15 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	}
 	if _, err := os.Stat(refusedData); err == nil {
 		t.Error("a refused restore left a data dir")
+	}
+
+	// A restore that was killed midway leaves its marker: serve refuses the dir.
+	unfinished := t.TempDir()
+	if err := os.WriteFile(filepath.Join(unfinished, backup.IncompleteMarker), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := launchChild(t, nil, unfinished, freePort(t)); c.waitReady(t) || !strings.Contains(c.Stderr.String(), "unfinished restore") {
+		t.Errorf("serve on an unfinished restore: %s", c.Stderr.String())
 	}
 
 	// Restore into a fresh dir and serve it.

@@ -85,6 +85,14 @@ func TestReceiveAndRestore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, ManifestFile)); err == nil {
 		t.Error("the manifest was copied into the data dir")
 	}
+	if err := CheckComplete(data); err != nil {
+		t.Error(err)
+	}
+	// A restore killed midway leaves its marker, and the data dir is refused.
+	os.WriteFile(filepath.Join(data, IncompleteMarker), nil, 0o600)
+	if err := CheckComplete(data); err == nil || !strings.Contains(err.Error(), "unfinished restore") {
+		t.Errorf("CheckComplete of an unfinished restore: %v", err)
+	}
 }
 
 // TestRefusesNonEmptyDirectories: neither the backup nor the data directory

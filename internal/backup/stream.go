@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -229,7 +230,9 @@ func match(m *Manifest, got map[string]File) error {
 // Restore copies the backup in src into the data directory dst, which must be
 // empty or not exist: every file the manifest lists, checked against its
 // SHA-256 while it is copied and fsync'd, then every directory fsync'd. Files
-// are 0600 and directories 0700. On any error what was written is removed.
+// are 0600 and directories 0700. On any error what was written is removed;
+// while it runs dst holds IncompleteMarker, so a restore that was killed
+// leaves a data dir that serve refuses (CheckComplete).
 func Restore(ctx context.Context, src, dst string, progress func(n int64)) (*Manifest, error) {
 	m, err := ReadManifest(src)
 	if err != nil {
@@ -247,6 +250,14 @@ func Restore(ctx context.Context, src, dst string, progress func(n int64)) (*Man
 }
 
 func restore(ctx context.Context, m *Manifest, src, dst string, progress func(int64)) error {
+	// The marker stays if the restore is killed: serve refuses such a data dir.
+	marker := filepath.Join(dst, IncompleteMarker)
+	if _, _, err := writeFile(ctx, marker, strings.NewReader("hookhouse restore did not finish: remove this directory and restore again\n"), nil); err != nil {
+		return err
+	}
+	if err := syncDir(dst); err != nil {
+		return err
+	}
 	for _, f := range m.Files {
 		in, err := os.Open(filepath.Join(src, filepath.FromSlash(f.Path)))
 		if errors.Is(err, os.ErrNotExist) {
@@ -264,7 +275,13 @@ func restore(ctx context.Context, m *Manifest, src, dst string, progress func(in
 			return fmt.Errorf("the backup is damaged: %w", err)
 		}
 	}
-	return syncDirs(dst, m.Files)
+	if err := syncDirs(dst, m.Files); err != nil {
+		return err
+	}
+	if err := os.Remove(marker); err != nil {
+		return err
+	}
+	return syncDir(dst)
 }
 
 // hasher is SHA-256 with its hex sum.
@@ -285,4 +302,15 @@ func (p progressWriter) Write(b []byte) (int, error) {
 		p.progress(int64(len(b)))
 	}
 	return len(b), nil
+}
+
+// IncompleteMarker is in a data dir while Restore writes it.
+const IncompleteMarker = "RESTORE-INCOMPLETE"
+
+// CheckComplete refuses a data dir that a restore did not finish.
+func CheckComplete(dataDir string) error {
+	if _, err := os.Stat(filepath.Join(dataDir, IncompleteMarker)); err == nil {
+		return fmt.Errorf("the data directory %s is an unfinished restore (%s is there): remove it and run 'hookhouse restore' again", dataDir, IncompleteMarker)
+	}
+	return nil
 }

@@ -58,7 +58,12 @@ func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
 	release := s.state.HoldTrims()
 	var states map[int64]warehouse.State
 	if s.cfg.Warehouse == "" {
-		states, err = s.wh.(*lazyWarehouse).backup(ctx, filepath.Join(dir, "warehouse.duckdb"))
+		lw, ok := s.wh.(*lazyWarehouse)
+		if !ok {
+			release()
+			return nil, fmt.Errorf("the warehouse %T cannot copy itself", s.wh)
+		}
+		states, err = lw.backup(ctx, filepath.Join(dir, "warehouse.duckdb"))
 		if err != nil {
 			release()
 			return nil, fmt.Errorf("copy the warehouse: %w", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/backup"
 	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/history"
@@ -64,6 +65,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s := &Server{cfg: cfg, logger: logger, stopBg: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("server: create data dir: %w", err)
+	}
+	if err := backup.CheckComplete(cfg.Data); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.metrics = newMetrics(s.allStats)
 	// A backup cut off by a crash leaves its staged copy; no backup runs now.

@@ -84,8 +84,17 @@ func (d *DB) Backup(ctx context.Context, dest string) (states map[int64]warehous
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return nil, fmt.Errorf("duckdb: backup: commit the copy: %w", err)
 	}
-	// A checkpoint moves the copy out of its WAL into the file.
-	if _, err := conn.ExecContext(ctx, `CHECKPOINT `+quoteIdent(backupAlias)); err != nil {
+	// A checkpoint moves the copy out of its WAL into the file. DuckDB
+	// refuses it while any write transaction is open, the main database's
+	// included, so loads wait for it (receiving goes on).
+	select {
+	case d.loadSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("duckdb: backup: %w", ctx.Err())
+	}
+	_, err = conn.ExecContext(ctx, `CHECKPOINT `+quoteIdent(backupAlias))
+	<-d.loadSlot
+	if err != nil {
 		return nil, fmt.Errorf("duckdb: backup: checkpoint the copy: %w", err)
 	}
 	if _, err := conn.ExecContext(ctx, `DETACH `+quoteIdent(backupAlias)); err != nil {
