@@ -362,3 +362,37 @@ func flipByte(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackupOneAtATime: while a backup is staged or streamed another is
+// refused with 409, without the admin key with 401; after it, one runs again
+// and nothing is left staged.
+func TestBackupOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	in := startServer(t, nil)
+	snap, err := in.Srv.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := in.Client.Backup(ctx); err == nil || !strings.Contains(err.Error(), "409 conflict: another backup is running") {
+		t.Errorf("a second backup: %v", err)
+	}
+	if _, _, err := client.New(in.URL, "").Backup(ctx); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("a backup without the key: %v", err)
+	}
+	snap.Release()
+	if _, err := os.Stat(snap.Dir); err == nil {
+		t.Errorf("%s is left after Release", snap.Dir)
+	}
+	body, size, err := in.Client.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	m, err := backup.Receive(ctx, body, filepath.Join(t.TempDir(), "b"), nil)
+	if err != nil {
+		t.Fatalf("backup after the first: %v", err)
+	}
+	if m.Bytes() != size {
+		t.Errorf("the manifest has %d bytes, the server announced %d", m.Bytes(), size)
+	}
+}
