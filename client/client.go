@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -225,4 +226,26 @@ func integrationPath(id int64) string {
 
 func urlsPath(integrationID int64) string {
 	return integrationPath(integrationID) + "/webhook-urls"
+}
+
+// Backup asks the server for a consistent backup and returns its tar stream
+// (package internal/backup reads it; manifest.json comes last) and the size of
+// its files, for progress. The caller must close the stream. Only ctx bounds
+// the call: a big warehouse takes longer than the client's usual timeout.
+func (c *Client) Backup(ctx context.Context) (io.ReadCloser, int64, error) {
+	r := *c.request
+	hc := *r.httpClient
+	hc.Timeout = 0
+	r.httpClient = &hc
+	resp, err := r.send(ctx, http.MethodPost, "/api/v1/backup", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return nil, 0, r.errorFrom(resp.StatusCode, body)
+	}
+	size, _ := strconv.ParseInt(resp.Header.Get("X-Hookhouse-Backup-Bytes"), 10, 64)
+	return resp.Body, size, nil
 }

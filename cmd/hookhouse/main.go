@@ -70,6 +70,8 @@ var commands = []command{
 		run:     importFile, details: importDetails},
 	{name: "sql", args: `"<query>" [--csv]`, summary: "run a read-only SQL query on the warehouse", run: sqlQuery, details: sqlDetails},
 	{name: "status", summary: "show component states and per-integration freshness", run: status},
+	{name: "backup", args: "<DIR>", summary: "take a consistent backup of the running server into an empty DIR", run: backupCmd, details: backupDetails},
+	{name: "restore", args: "<DIR> --data NEWDIR", summary: "restore a backup into a new data dir (no server needed)", run: restoreCmd, local: true, details: restoreDetails},
 	{name: "version", summary: "print the version", run: printVersion, local: true},
 }
 

@@ -73,6 +73,8 @@ type API struct {
 	}
 	importOnce sync.Once
 	importSem  chan struct{}
+	// Backup takes backups (POST /api/v1/backup); nil answers 501.
+	Backup Snapshotter
 }
 
 // Route is one admin route.
@@ -100,6 +102,7 @@ func (a *API) Routes() []Route {
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
 		{"POST /api/v1/query", a.query},
 		{"POST /api/v1/integrations/{id}/import", a.importChunk},
+		{"POST /api/v1/backup", a.backup},
 	}
 }
 

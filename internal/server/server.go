@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/api"
+	"github.com/hookhouse/hookhouse/internal/backup"
 	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/history"
@@ -61,6 +62,8 @@ type Server struct {
 
 	bg     sync.WaitGroup
 	stopBg chan struct{}
+
+	backupMu sync.Mutex // held while a backup is staged and streamed (backup.go)
 }
 
 // Open builds and starts everything but the HTTP listener (see Serve).
@@ -69,10 +72,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("server: create data dir: %w", err)
 	}
+	if err := backup.CheckComplete(cfg.Data); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if err := s.setupTLS(); err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics(s.allStats)
+	// A backup cut off by a crash leaves its staged copy; no backup runs now.
+	if err := os.RemoveAll(s.backupDir()); err != nil {
+		logger.Warn("could not remove an interrupted backup's staged files", "err", err)
+	}
 	st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
 		SyncObserver: s.metrics.Sync,
 	})
@@ -130,6 +140,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		}
 		s.wh = lazy
 	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	s.pauseAheadOfLog(pctx) // before loading starts (backup.go)
+	pcancel()
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
@@ -139,7 +152,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s.history.Start() // after the loader: it samples the loader's lag
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
-		Logger: logger.With("component", "api"), Reset: s.reset,
+		Logger: logger.With("component", "api"), Reset: s.reset, Backup: s,
 		Import: st, ImportObserve: s.metrics,
 	}
 	s.http = &http.Server{

@@ -78,6 +78,10 @@ type Pebble struct {
 	closing  sync.RWMutex
 	isClosed bool
 
+	// trimHold is held by HoldTrims (a backup) for writing; Trim tries it
+	// for reading and removes nothing while it is held.
+	trimHold sync.RWMutex
+
 	mu      sync.Mutex
 	heads   map[int64]Head
 	dups    map[int64]int64 // Deduplicated; changed only by the writer
@@ -469,8 +473,13 @@ func readSlab(body, budgetLeft int) int {
 }
 
 // Trim removes records of integration at or below upTo that were received before
-// cutoff. It returns how many positions it removed.
+// cutoff. It returns how many positions it removed: 0 while a backup holds
+// trims (HoldTrims).
 func (p *Pebble) Trim(integration int64, upTo uint64, cutoff time.Time) (uint64, error) {
+	if !p.trimHold.TryRLock() {
+		return 0, nil
+	}
+	defer p.trimHold.RUnlock()
 	if err := p.enter(); err != nil {
 		return 0, err
 	}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -54,11 +55,16 @@ type DB struct {
 	beforeCommit func(ctx context.Context, conn *sql.Conn) error
 }
 
-// instanceConfig is applied when DuckDB opens the file. lock_configuration makes
-// every later SET/RESET/PRAGMA of a global option fail, so a user query cannot turn
-// external access back on or change memory limits; without external access no query
-// can read or write files (read_csv, COPY, ATTACH of a file, EXPORT, INSTALL, LOAD).
-// The adapter itself needs neither.
+// instanceConfig is applied when DuckDB opens the file, and lockDown right
+// after, before Open returns: allowed_directories can only be set while
+// external access is on, and the C API that passes these options cannot set it
+// (nor order them). Without external access no query can read or write files
+// (read_csv, COPY, ATTACH of a file, EXPORT, INSTALL, LOAD), except in the one
+// directory a backup writes its copy into (BackupDir); lock_configuration makes
+// every later SET/RESET/PRAGMA of a global option fail, so a user query cannot
+// turn external access back on or change memory limits. User queries cannot
+// reach BackupDir either: they run only SELECTs whose table functions are
+// allowed by name (guard.go), and no file reader is.
 //
 // The checkpoint threshold and the thread cap (set in DSN) are measured
 // (docs/performance.md, BenchmarkLoaderVero, 2M Vero records): with DuckDB's
@@ -72,18 +78,31 @@ type DB struct {
 // leaves the other half to the receiver: 15% less CPU per record on 2 cores. The
 // memory cap is maxMemory.
 var instanceConfig = []struct{ name, value string }{
-	{"enable_external_access", "false"},
 	{"autoinstall_known_extensions", "false"},
 	{"autoload_known_extensions", "false"},
 	{"allow_community_extensions", "false"},
 	{"allow_persistent_secrets", "false"},
 	{"checkpoint_threshold", "64MB"},
-	{"lock_configuration", "true"},
+}
+
+// lockDown runs on the new instance, in this order, before any other statement.
+func lockDown(backupDir string) []string {
+	return []string{
+		`SET GLOBAL allowed_directories = [` + quoteString(backupDir+string(os.PathSeparator)) + `]`,
+		`SET GLOBAL enable_external_access = false`,
+		`SET GLOBAL lock_configuration = true`,
+	}
+}
+
+// BackupDir is the only directory the DuckDB instance of the file at path may
+// write files into (Backup's copy): backup.tmp next to the file.
+func BackupDir(path string) string {
+	return filepath.Join(filepath.Dir(path), "backup.tmp")
 }
 
 // DSN is the DuckDB connection string Open uses for path: the file with
-// instanceConfig, the thread cap and the memory cap. Benchmarks use it to measure
-// bare DuckDB with the same settings.
+// instanceConfig, the thread cap and the memory cap (Open then applies
+// lockDown). Benchmarks use it to measure bare DuckDB with the same settings.
 func DSN(path string) string {
 	q := url.Values{}
 	for _, o := range instanceConfig {
@@ -167,6 +186,10 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	d.ro.SetMaxOpenConns(4)
 	d.ro.SetMaxIdleConns(0)
 
+	if err := d.lockDown(ctx, BackupDir(path)); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
+	}
 	var version string
 	if err := d.rw.QueryRowContext(ctx, `SELECT version(), current_database()`).Scan(&version, &d.catalog); err != nil {
 		d.Close()
@@ -179,6 +202,28 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	}
 	logger.Info("warehouse opened", "engine", "duckdb", "version", version, "path", path)
 	return d, nil
+}
+
+// lockDown applies lockDown's settings, unless the instance has them already:
+// DuckDB shares one instance per file within a process, so a second Open of a
+// file still open here finds it locked.
+func (d *DB) lockDown(ctx context.Context, backupDir string) error {
+	var locked bool
+	if err := d.rw.QueryRowContext(ctx, `SELECT current_setting('lock_configuration')`).Scan(&locked); err != nil {
+		return fmt.Errorf("read lock_configuration: %w", err)
+	}
+	if !locked {
+		for _, stmt := range lockDown(backupDir) {
+			if _, err := d.rw.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("lock the configuration: %w", err)
+			}
+		}
+	}
+	var external bool
+	if err := d.rw.QueryRowContext(ctx, `SELECT current_setting('enable_external_access')`).Scan(&external); err != nil || external {
+		return fmt.Errorf("external access is still enabled (%v); refusing to serve queries", err)
+	}
+	return nil
 }
 
 // sharedConnector lets a second sql.DB use the same DuckDB instance. It has no
@@ -461,6 +506,11 @@ func parseType(s string) warehouse.Type {
 		return warehouse.Timestamp
 	}
 	return 0
+}
+
+// quoteString quotes a string literal for DuckDB.
+func quoteString(s string) string {
+	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }
 
 // quoteIdent quotes a schema, table or column name for DuckDB.
