@@ -107,6 +107,8 @@ var (
 //   - Trim removes records at or below upTo received before cutoff, oldest
 //     first, stopping at the first record too new, and returns how many it
 //     removed. It never removes a record above upTo; positions never change.
+//     It may keep a record stored in one write with a record it must keep
+//     (on JetStream a message holds a group commit) until a later Trim.
 //
 // Control data: Get (ErrNotFound for a missing key), Put (durable, all keys or
 // none; a nil value deletes) and Scan (keys with a prefix, in key order; fn
