@@ -96,19 +96,38 @@ func (c *Cluster) Restart(i int) {
 	c.servers[i] = s
 }
 
-// WaitLeader waits until a running server is the JetStream meta leader.
+// WaitLeader waits until a running server is the JetStream meta leader and
+// knows every running server as a JetStream peer (before that, creating a
+// stream with 3 replicas fails: no suitable peers for placement).
 func (c *Cluster) WaitLeader() {
 	c.t.Helper()
+	running := 0
+	for _, s := range c.servers {
+		if s != nil {
+			running++
+		}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range c.servers {
-			if s != nil && s.JetStreamIsLeader() {
+			if s != nil && s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) >= running {
 				return
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatal("the NATS cluster elected no JetStream meta leader in 60s")
+	c.t.Fatal("the NATS cluster has no JetStream meta leader that knows every server after 60s")
+}
+
+// StreamLeader returns the index of the running server that leads stream
+// (in the default account), or -1 if none does.
+func (c *Cluster) StreamLeader(stream string) int {
+	for i, s := range c.servers {
+		if s != nil && s.JetStreamIsStreamLeader("$G", stream) {
+			return i
+		}
+	}
+	return -1
 }
 
 func (c *Cluster) shutdown() {

@@ -51,9 +51,10 @@ import (
 // Durable acks: Append returns only after the PubAck, which the stream leader
 // sends once a quorum of replicas has stored the message. A publish that fails
 // without a definite answer (timeout, lost connection, no leader) is retried
-// with the same Nats-Msg-Id until Options.Timeout, so a retry of a message
-// that was stored comes back as a duplicate of it, never a second copy. When
-// the time is up the append fails with ErrUnavailable.
+// until Options.Timeout and is never stored twice: an AppendOnce retry reuses
+// its Nats-Msg-Id, and a plain append's retry recognises its own earlier try
+// by the expected sequence (see publish). When the time is up the append
+// fails with ErrUnavailable.
 //
 // Delivery-id dedupe (AppendOnce): the delivery's records are one message with
 // Nats-Msg-Id <integration>.<sha256 of the id>, so the stream's duplicate
@@ -136,6 +137,7 @@ type jsCursor struct {
 }
 
 type jsAppend struct {
+	deadline   time.Time // Options.Timeout after it was queued
 	receivedAt time.Time
 	bodies     [][]byte
 	size       int
@@ -313,8 +315,8 @@ func (j *JetStream) advance(integration int64, h jsHead) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	old := j.heads[integration]
-	if old.known && old.seq >= h.seq {
-		return
+	if h.seq < old.seq || (h.seq == old.seq && old.known) {
+		return // not later than what this node knows
 	}
 	j.heads[integration] = h
 	if h.Position > old.Position {
@@ -425,6 +427,10 @@ func (j *JetStream) do(ctx context.Context, integration int64, req *jsAppend) er
 	if err := j.enter(); err != nil {
 		return err
 	}
+	// The timeout counts from now, not from when the writer gets to it, so
+	// that requests queued behind a publish waiting for a quorum are
+	// answered in time too.
+	req.deadline = time.Now().Add(j.opts.Timeout)
 	j.mu.Lock()
 	ch, ok := j.writers[integration]
 	if !ok {
@@ -499,14 +505,18 @@ func (j *JetStream) commit(integration int64, group []*jsAppend, plain *[]*jsApp
 		var body []byte
 		var at time.Time
 		n := 0
+		deadline := (*plain)[0].deadline
 		for _, r := range *plain {
+			if r.deadline.Before(deadline) {
+				deadline = r.deadline
+			}
 			body = appendRecords(body, r.receivedAt, r.bodies)
 			n += len(r.bodies)
 			if r.receivedAt.After(at) {
 				at = r.receivedAt
 			}
 		}
-		first, _, err := j.publish(integration, body, n, at, nil, "")
+		first, _, err := j.publish(deadline, integration, body, n, at, nil, "", nil)
 		for _, r := range *plain {
 			r.first = first
 			first += uint64(len(r.bodies))
@@ -527,7 +537,7 @@ func (j *JetStream) commitOnce(integration int64, r *jsAppend) error {
 	msgID := r.once.msgID
 	now := r.receivedAt.UnixMicro()
 	for range 100 {
-		first, dup, err := j.publish(integration, body, len(r.bodies), r.receivedAt, r.once, msgID)
+		first, dup, err := j.publish(r.deadline, integration, body, len(r.bodies), r.receivedAt, r.once, msgID, nil)
 		if err != nil {
 			return err
 		}
@@ -553,23 +563,50 @@ func (j *JetStream) commitOnce(integration int64, r *jsAppend) error {
 }
 
 // publish appends one message of n records (body) to integration after its
-// last message, retrying until Timeout; see the type's comment. It returns the
-// first position, or for a message whose id the stream has already stored by
+// last message, retrying until deadline; see the type's comment. msgID is set
+// for AppendOnce (the claim) and empty for plain appends. It returns the first
+// position, or, when the stream already holds a message with msgID stored by
 // another publish, that message (dup).
-func (j *JetStream) publish(integration int64, body []byte, n int, at time.Time, once *jsOnce, msgID string) (first uint64, dup *jetstream.RawStreamMsg, err error) {
-	var nonce [12]byte
-	rand.Read(nonce[:])
-	req := hex.EncodeToString(nonce[:])
-	if msgID == "" {
-		msgID = req
+//
+// A plain append carries no Nats-Msg-Id: every message id stays in the
+// servers' memory for the whole duplicate window (a week by default), too
+// much for every group commit. A retry finds its own earlier try instead by
+// the expected last subject sequence: a try sent with expected sequence E can
+// only have been stored as the subject's first message after E, so once the
+// subject has moved past E, that message either carries this publish's Hh-Req
+// (then it is ours, and stored once) or no try with E will ever be stored.
+func (j *JetStream) publish(deadline time.Time, integration int64, body []byte, n int, at time.Time, once *jsOnce, msgID string, try *jsTry) (first uint64, dup *jetstream.RawStreamMsg, err error) {
+	if try == nil {
+		try = newTry()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), j.opts.Timeout)
+	req := try.req
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	subject := j.subjectOf(integration)
 	backoff := 20 * time.Millisecond
+	uncertain := try.uncertain
+	defer func() { try.uncertain = uncertain }()
 	var lastErr error
 	for {
 		h, err := j.last(ctx, integration)
+		if err == nil {
+			for i := 0; i < len(uncertain); i++ {
+				e := uncertain[i]
+				if e == h.seq {
+					continue // not decided yet: this try decides it
+				}
+				m, _, _, cerr := j.msgAt(ctx, subject, e+1)
+				if cerr != nil {
+					err = cerr
+					break
+				}
+				if m.Header.Get(hdrReq) == req {
+					return j.ours(integration, m)
+				}
+				uncertain = append(uncertain[:i], uncertain[i+1:]...)
+				i--
+			}
+		}
 		if err == nil {
 			m := nats.NewMsg(subject)
 			m.Data = body
@@ -577,43 +614,28 @@ func (j *JetStream) publish(integration int64, body []byte, n int, at time.Time,
 			if n > 0 && at.After(last) {
 				last = at
 			}
-			lastUS := int64(0)
-			if !last.IsZero() {
-				lastUS = last.UnixMicro()
-			}
 			m.Header.Set(hdrPos, strconv.FormatUint(h.Position+1, 10))
 			m.Header.Set(hdrN, strconv.Itoa(n))
-			atUS := int64(0)
-			if !at.IsZero() {
-				atUS = at.UnixMicro()
-			}
-			m.Header.Set(hdrAt, strconv.FormatInt(atUS, 10))
-			m.Header.Set(hdrLast, strconv.FormatInt(lastUS, 10))
+			m.Header.Set(hdrAt, strconv.FormatInt(micros(at), 10))
+			m.Header.Set(hdrLast, strconv.FormatInt(micros(last), 10))
 			m.Header.Set(hdrReq, req)
+			opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(h.seq)}
 			if once != nil {
 				m.Header.Set(hdrWin, strconv.FormatInt(once.window.Microseconds(), 10))
+				opts = append(opts, jetstream.WithMsgID(msgID))
 			}
 			var ack *jetstream.PubAck
-			ack, err = j.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(h.seq))
+			ack, err = j.js.PublishMsg(ctx, m, opts...)
 			if err == nil && !ack.Duplicate {
 				j.advance(integration, jsHead{Head: Head{Position: h.Position + uint64(n), LastReceivedAt: last}, seq: ack.Sequence, known: true})
 				return h.Position + 1, nil, nil
 			}
-			if err == nil { // a duplicate: ours from an earlier try, or a claim
+			if err == nil { // a claim: ours from an earlier try, or another's
 				orig, gerr := j.stream.GetMsg(ctx, ack.Sequence)
 				if gerr != nil {
 					err = gerr
 				} else if orig.Header.Get(hdrReq) == req {
-					oh, ok := parseHead(orig.Header)
-					if !ok {
-						return 0, nil, fmt.Errorf("state: message %d has no valid position headers", orig.Sequence)
-					}
-					oh.seq = orig.Sequence
-					j.advance(integration, oh)
-					first, _ := strconv.ParseUint(orig.Header.Get(hdrPos), 10, 64)
-					return first, nil, nil
-				} else if once == nil {
-					return 0, nil, fmt.Errorf("state: the stream holds another message with id %s", msgID)
+					return j.ours(integration, orig)
 				} else {
 					return 0, orig, nil
 				}
@@ -624,28 +646,79 @@ func (j *JetStream) publish(integration int64, body []byte, n int, at time.Time,
 				case apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 					j.forget(integration) // another node appended: read its head and renumber
 					continue
+				case apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+					// Another publish to the subject is in flight: wait for it.
+					j.forget(integration)
+					if !j.pause(ctx, time.Millisecond) {
+						return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+					}
+					continue
 				case strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "maximum messages") ||
 					strings.Contains(apiErr.Description, "resource limits exceeded") || strings.Contains(apiErr.Description, "insufficient resources"):
 					return 0, nil, fmt.Errorf("%w: the stream %s is full (%s)", ErrNoSpace, j.opts.Name, apiErr.Description)
 				}
+			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				uncertain = append(uncertain, h.seq)
 			}
 		}
 		lastErr = err
 		j.forget(integration)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, lastErr)
-		case <-j.stop:
-			t.Stop()
-			// Unknown outcome; the caller answers 503 and the provider's retry
-			// is a duplicate at worst only for plain appends, as after a crash.
+		if !j.pause(ctx, backoff) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, lastErr)
+			}
+			// Closing: the outcome may be unknown, as after a crash.
 			return 0, nil, ErrClosed
-		case <-t.C:
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
+}
+
+// jsTry is what the tries of one publish share: its Hh-Req, and the expected
+// sequences of the tries whose outcome is unknown.
+type jsTry struct {
+	req       string
+	uncertain []uint64
+}
+
+func newTry() *jsTry {
+	var nonce [12]byte
+	rand.Read(nonce[:])
+	return &jsTry{req: hex.EncodeToString(nonce[:])}
+}
+
+// pause waits d; false if ctx ended or the store is closing first.
+func (j *JetStream) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-j.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ours returns the first position of m, a message an earlier try of this
+// publish stored.
+func (j *JetStream) ours(integration int64, m *jetstream.RawStreamMsg) (uint64, *jetstream.RawStreamMsg, error) {
+	h, ok := parseHead(m.Header)
+	first, err := strconv.ParseUint(m.Header.Get(hdrPos), 10, 64)
+	if !ok || err != nil {
+		return 0, nil, fmt.Errorf("state: message %d has no valid position headers", m.Sequence)
+	}
+	h.seq = m.Sequence
+	j.advance(integration, h)
+	return first, nil, nil
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
 }
 
 // appendRecords encodes records: receivedAt µs(8) id(16) length(4) body.
@@ -917,12 +990,38 @@ func (j *JetStream) Writable() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := j.stream.Info(ctx)
+	info, err := j.stream.Info(ctx)
 	if err != nil {
 		err = fmt.Errorf("state: stream %s: %w", j.opts.Name, j.unavailable(err))
+	} else if err = quorum(info); err != nil {
+		err = fmt.Errorf("state: stream %s: %w", j.opts.Name, err)
 	}
 	j.probeAt, j.probeErr = time.Now(), err
 	return err
+}
+
+// quorum says whether the stream's leader hears from enough replicas to store
+// a write. A replica counts if it was heard from within 3 s: the leader sends
+// heartbeats every second, and the server itself calls a replica not current
+// only after 10 s, too late for a readiness check.
+func quorum(info *jetstream.StreamInfo) error {
+	ci := info.Cluster
+	if ci == nil {
+		return nil // a single server: it answered
+	}
+	if ci.Leader == "" {
+		return fmt.Errorf("%w: the stream has no leader", ErrUnavailable)
+	}
+	alive := 1
+	for _, p := range ci.Replicas {
+		if p != nil && !p.Offline && p.Active < 3*time.Second {
+			alive++
+		}
+	}
+	if need := info.Config.Replicas/2 + 1; alive < need {
+		return fmt.Errorf("%w: the stream's leader %s hears from %d of %d replicas", ErrUnavailable, ci.Leader, alive, info.Config.Replicas)
+	}
+	return nil
 }
 
 // Close stops the writers (failing queued appends with ErrClosed) and the

@@ -32,31 +32,27 @@ const maxBatch = 1000
 
 func (j *JetStream) openKV(ctx context.Context) error {
 	var err error
-	for _, b := range []struct {
-		kv   *jetstream.KeyValue
-		name string
-		desc string
-	}{
-		{&j.control, j.opts.Name + "_control", "hookhouse: integrations, webhook URL hashes, the admin key hash, sessions, history"},
-		{&j.meta, j.opts.Name + "_log", "hookhouse: per-integration counts of the log"},
-	} {
-		*b.kv, err = j.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.desc, History: 1, Storage: jetstream.FileStorage, Replicas: j.opts.Replicas,
-		})
-		if err != nil {
-			return fmt.Errorf("state: create bucket %s: %w", b.name, j.unavailable(err))
-		}
+	if j.control, err = j.bucket(ctx, "_control", "hookhouse: integrations, webhook URL hashes, the admin key hash, sessions, history"); err != nil {
+		return err
 	}
-	// Allow atomic batches on the control bucket's stream, for Put.
+	if j.meta, err = j.bucket(ctx, "_log", "hookhouse: per-integration counts of the log"); err != nil {
+		return err
+	}
+	// Allow atomic batches on the control bucket's stream, for Put, and read
+	// from its leader only: a direct get may be answered by a replica that has
+	// not yet stored a Put another node just made (a revoked URL, say).
 	s, err := j.js.Stream(ctx, "KV_"+j.opts.Name+"_control")
 	if err != nil {
 		return fmt.Errorf("state: bucket stream: %w", j.unavailable(err))
 	}
-	cfg := s.CachedInfo().Config
-	if !cfg.AllowAtomicPublish {
-		cfg.AllowAtomicPublish = true
+	if cfg := s.CachedInfo().Config; !cfg.AllowAtomicPublish || cfg.AllowDirect {
+		cfg.AllowAtomicPublish, cfg.AllowDirect = true, false
 		if _, err := j.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("state: allow atomic batches on the control bucket: %w", j.unavailable(err))
+			return fmt.Errorf("state: configure the control bucket: %w", j.unavailable(err))
+		}
+		// Bind again: a bucket handle decides at binding whether to read directly.
+		if j.control, err = j.js.KeyValue(ctx, j.opts.Name+"_control"); err != nil {
+			return fmt.Errorf("state: bind the control bucket: %w", j.unavailable(err))
 		}
 	}
 	// Follow the duplicate counts of every node.
@@ -90,6 +86,26 @@ func (j *JetStream) openKV(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// bucket binds the bucket <Name><suffix>, creating it if it does not exist.
+// An existing bucket is not updated: CreateOrUpdateKeyValue would reset the
+// control bucket's stream settings while other nodes use them.
+func (j *JetStream) bucket(ctx context.Context, suffix, desc string) (jetstream.KeyValue, error) {
+	name := j.opts.Name + suffix
+	kv, err := j.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = j.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: j.opts.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // another node was first
+			kv, err = j.js.KeyValue(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: bucket %s: %w", name, j.unavailable(err))
+	}
+	return kv, nil
 }
 
 // addDuplicates adds n to integration's duplicate count (compare-and-set, so
