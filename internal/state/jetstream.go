@@ -75,6 +75,7 @@ type JetStream struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	control jetstream.KeyValue
+	ctlLog  jetstream.Stream // the control bucket's stream, for PutIf
 	meta    jetstream.KeyValue
 	subject string // <Name>.rec.
 
@@ -944,8 +945,8 @@ func (j *JetStream) Trim(integration int64, upTo uint64, cutoff time.Time) (uint
 		seq = m.Sequence + 1
 	}
 	j.leave()
-	if end == 0 {
-		return 0, nil
+	if removed == 0 {
+		return 0, nil // nothing but anchors: an idle integration stays as it is
 	}
 	last, err := j.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {

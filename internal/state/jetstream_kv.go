@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,9 +46,10 @@ func (j *JetStream) openKV(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: bucket stream: %w", j.unavailable(err))
 	}
+	j.ctlLog = s
 	if cfg := s.CachedInfo().Config; !cfg.AllowAtomicPublish || cfg.AllowDirect {
 		cfg.AllowAtomicPublish, cfg.AllowDirect = true, false
-		if _, err := j.js.UpdateStream(ctx, cfg); err != nil {
+		if j.ctlLog, err = j.js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("state: configure the control bucket: %w", j.unavailable(err))
 		}
 		// Bind again: a bucket handle decides at binding whether to read directly.
@@ -232,7 +234,7 @@ func (j *JetStream) Put(kvs map[string][]byte) error {
 	slices.Sort(keys)
 	for len(keys) > 0 {
 		n := min(len(keys), maxBatch)
-		if err := j.putBatch(ctx, keys[:n], kvs); err != nil {
+		if err := j.putBatch(ctx, keys[:n], kvs, nil); err != nil {
 			return fmt.Errorf("state: write control data: %w", j.unavailable(err))
 		}
 		keys = keys[n:]
@@ -240,8 +242,11 @@ func (j *JetStream) Put(kvs map[string][]byte) error {
 	return nil
 }
 
-func (j *JetStream) putBatch(ctx context.Context, keys []string, kvs map[string][]byte) error {
-	if len(keys) == 1 {
+// putBatch writes keys (values from kvs, nil deletes) as one atomic batch;
+// a key in expect is written only if its last message in the bucket's stream
+// is still the one at that sequence (0: it has none).
+func (j *JetStream) putBatch(ctx context.Context, keys []string, kvs map[string][]byte, expect map[string]uint64) error {
+	if len(keys) == 1 && expect == nil {
 		k := encodeKey(keys[0])
 		if v := kvs[keys[0]]; v != nil {
 			_, err := j.control.Put(ctx, k, v)
@@ -259,6 +264,9 @@ func (j *JetStream) putBatch(ctx context.Context, keys []string, kvs map[string]
 			m.Data = v
 		} else {
 			m.Header.Set("KV-Operation", "DEL")
+		}
+		if seq, ok := expect[k]; ok {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seq, 10))
 		}
 		if i < len(keys)-1 {
 			if err := j.nc.PublishMsg(m); err != nil {
@@ -280,6 +288,63 @@ func (j *JetStream) putBatch(ctx context.Context, keys []string, kvs map[string]
 		if ack.Error != nil {
 			return ack.Error
 		}
+	}
+	return nil
+}
+
+// PutIf writes kvs if every key of expect holds the expected value (nil:
+// absent), as one atomic batch in which each expected key is written again
+// with an expected last subject sequence: if any changed since it was read,
+// on any node, the stream refuses the whole batch (ErrConflict).
+func (j *JetStream) PutIf(expect, kvs map[string][]byte) error {
+	if err := j.enter(); err != nil {
+		return err
+	}
+	defer j.leave()
+	if len(expect)+len(kvs) > maxBatch {
+		return fmt.Errorf("state: PutIf of %d keys is more than one batch (%d)", len(expect)+len(kvs), maxBatch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.Timeout)
+	defer cancel()
+	seqs := map[string]uint64{}
+	all := map[string][]byte{}
+	for k, want := range expect {
+		m, err := j.ctlLog.GetLastMsgForSubject(ctx, "$KV."+j.opts.Name+"_control."+encodeKey(k))
+		var cur []byte
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			seqs[k] = 0 // must still have no message when the batch is stored
+		case err != nil:
+			return fmt.Errorf("state: read %s: %w", k, j.unavailable(err))
+		default:
+			seqs[k] = m.Sequence
+			if op := m.Header.Get("KV-Operation"); op != "DEL" && op != "PURGE" {
+				cur = m.Data
+				if cur == nil {
+					cur = []byte{}
+				}
+			}
+		}
+		if (want == nil) != (cur == nil) || !bytes.Equal(want, cur) {
+			return ErrConflict
+		}
+		all[k] = cur // written again unchanged unless kvs says otherwise
+	}
+	for k, v := range kvs {
+		all[k] = v
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	err := j.putBatch(ctx, keys, all, seqs)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("state: write control data: %w", j.unavailable(err))
 	}
 	return nil
 }

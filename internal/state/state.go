@@ -86,6 +86,9 @@ var (
 	ErrNoSpace = errors.New("state: not enough free disk space")
 	// ErrNotFound is returned by Get for a missing key.
 	ErrNotFound = errors.New("state: not found")
+	// ErrConflict is returned by PutIf when a value is not the one expected:
+	// another call (on this node or another) changed it first. Read again and retry.
+	ErrConflict = errors.New("state: the value changed since it was read")
 )
 
 // Store is the state seam: everything hookhouse uses of its durable state. Pebble
@@ -114,6 +117,12 @@ var (
 // none; a nil value deletes) and Scan (keys with a prefix, in key order; fn
 // must not call the store). Keys are any non-empty strings.
 //
+// PutIf is Put on condition, the compare-and-set that keeps ids unique across
+// nodes: it writes kvs only if every key of expect holds the value given there
+// (nil: the key must not exist), and otherwise returns ErrConflict and writes
+// nothing. A key whose value decides a PutIf must be written only with PutIf;
+// a plain Put of it may go unnoticed on Pebble.
+//
 // Writable says whether appends can be taken now (for /readyz). After Close,
 // every call that needs the store returns ErrClosed; Close may be called twice.
 type Store interface {
@@ -127,6 +136,7 @@ type Store interface {
 	Get(key string) ([]byte, error)
 	Put(kvs map[string][]byte) error
 	Scan(prefix string, fn func(key string, value []byte) error) error
+	PutIf(expect, kvs map[string][]byte) error
 	Writable() error
 	Close() error
 }

@@ -66,6 +66,7 @@ func Run(t *testing.T, opts Options, newPlace func(t *testing.T) func() state.St
 		{"AppendOnceRefusals", testAppendOnceRefusals},
 		{"ControlKV", testControlKV},
 		{"ControlKeys", testControlKeys},
+		{"PutIf", testPutIf},
 		{"Closed", testClosed},
 	}
 	if opts.Shared {
@@ -73,7 +74,11 @@ func Run(t *testing.T, opts Options, newPlace func(t *testing.T) func() state.St
 			struct {
 				name string
 				fn   func(t *testing.T, open func() state.Store)
-			}{"TwoNodes", testTwoNodes})
+			}{"TwoNodes", testTwoNodes},
+			struct {
+				name string
+				fn   func(t *testing.T, open func() state.Store)
+			}{"PutIfTwoNodes", func(t *testing.T, open func() state.Store) { allocate(t, open(), open()) }})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -730,5 +735,132 @@ func testTwoNodes(t *testing.T, open func() state.Store) {
 	}
 	if v, err := b.Get("x/1"); err != nil || string(v) != "v" {
 		t.Fatalf("b reads %q, %v for a key a wrote", v, err)
+	}
+}
+
+func testPutIf(t *testing.T, open func() state.Store) {
+	s := open()
+	put := func(expect, kvs map[string][]byte) error {
+		t.Helper()
+		err := s.PutIf(expect, kvs)
+		if err != nil && !errors.Is(err, state.ErrConflict) {
+			t.Fatalf("PutIf: %v", err)
+		}
+		return err
+	}
+	get := func(k string) string {
+		t.Helper()
+		v, err := s.Get(k)
+		if errors.Is(err, state.ErrNotFound) {
+			return "<none>"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	// Absent: nil expects it absent.
+	if err := put(map[string][]byte{"last": nil}, map[string][]byte{"last": []byte("1"), "item/1": []byte("a")}); err != nil {
+		t.Fatalf("PutIf on an absent key: %v", err)
+	}
+	if err := put(map[string][]byte{"last": nil}, map[string][]byte{"last": []byte("1"), "item/1": []byte("b")}); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("PutIf expecting absent on a present key: %v, want ErrConflict", err)
+	}
+	if got := get("item/1"); got != "a" {
+		t.Fatalf("a refused PutIf wrote item/1 = %s", got)
+	}
+	// A wrong value refuses everything; the right one writes everything.
+	if err := put(map[string][]byte{"last": []byte("7")}, map[string][]byte{"last": []byte("2"), "item/2": []byte("x")}); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("PutIf with a wrong value: %v", err)
+	}
+	if got := get("item/2"); got != "<none>" {
+		t.Fatalf("a refused PutIf wrote item/2 = %s", got)
+	}
+	if err := put(map[string][]byte{"last": []byte("1")}, map[string][]byte{"last": []byte("2"), "item/2": []byte("x")}); err != nil {
+		t.Fatalf("PutIf with the right value: %v", err)
+	}
+	if get("last") != "2" || get("item/2") != "x" {
+		t.Fatalf("PutIf wrote last=%s item/2=%s", get("last"), get("item/2"))
+	}
+	// An expected key that is not written stays as it is; a deleted key is absent.
+	if err := put(map[string][]byte{"last": []byte("2"), "gone": nil}, map[string][]byte{"other": []byte("o")}); err != nil {
+		t.Fatalf("PutIf expecting keys it does not write: %v", err)
+	}
+	if get("last") != "2" || get("other") != "o" {
+		t.Fatalf("after PutIf last=%s other=%s", get("last"), get("other"))
+	}
+	if err := s.Put(map[string][]byte{"other": nil}); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(map[string][]byte{"other": nil}, map[string][]byte{"other": []byte("again")}); err != nil {
+		t.Fatalf("PutIf expecting a deleted key absent: %v", err)
+	}
+	allocate(t, s, s)
+}
+
+// allocate hands out ids from one counter through a and b at once, as two
+// nodes creating integrations do: read the counter, PutIf it one higher with
+// the new item, retry on ErrConflict. Every id must be handed out once.
+func allocate(t *testing.T, a, b state.Store) {
+	const workers, each = 6, 5
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	got := map[int]int{}
+	errs := make(chan error, workers)
+	for w := range workers {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for range each {
+				for {
+					var last int
+					var expect []byte
+					v, err := s.Get("ids/last")
+					switch {
+					case errors.Is(err, state.ErrNotFound):
+					case err != nil:
+						errs <- err
+						return
+					default:
+						expect = v
+						fmt.Sscan(string(v), &last)
+					}
+					id := last + 1
+					err = s.PutIf(map[string][]byte{"ids/last": expect}, map[string][]byte{
+						"ids/last": fmt.Appendf(nil, "%d", id), fmt.Sprintf("ids/item/%d", id): fmt.Appendf(nil, "w%d", w),
+					})
+					if errors.Is(err, state.ErrConflict) {
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					got[id]++
+					mu.Unlock()
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for id := 1; id <= workers*each; id++ {
+		if got[id] != 1 {
+			t.Fatalf("id %d was handed out %d times", id, got[id])
+		}
+	}
+	n := 0
+	if err := a.Scan("ids/item/", func(string, []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != workers*each {
+		t.Fatalf("%d items stored, want %d", n, workers*each)
 	}
 }
