@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/natstest"
 	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/state/statetest"
@@ -405,4 +406,51 @@ func BenchmarkJetStream(b *testing.B) {
 			return err
 		})
 	})
+}
+
+// TestJetStreamControl: the control store works unchanged on the JetStream
+// state: what one node creates, another node opening the cluster finds (the
+// integration, its URL's hash, the admin key's hash, which is minted once).
+// Keeping a running node's caches current is not part of the state seam.
+func TestJetStreamControl(t *testing.T) {
+	c := natstest.Start(t, 3)
+	logger := slog.New(slog.DiscardHandler)
+	a := openJS(t, c.URL(0), state.JetStreamOptions{Name: "ctl"})
+	defer a.Close()
+	ca, err := control.Open(a, state.ErrNotFound, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.EnsureAdminKey()
+	if err != nil || key == "" {
+		t.Fatalf("EnsureAdminKey on the first node = %q, %v", key, err)
+	}
+	now := time.Now()
+	in, err := ca.Create(control.NewIntegration{Name: "Vero", Type: "vero"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := ca.GenerateURL(in.ID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := openJS(t, c.URL(1), state.JetStreamOptions{Name: "ctl"})
+	defer b.Close()
+	cb, err := control.Open(b, state.ErrNotFound, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := cb.EnsureAdminKey(); err != nil || again != "" {
+		t.Fatalf("EnsureAdminKey on the second node = %q, %v; want the first node's key kept", again, err)
+	}
+	if !cb.CheckAdminKey(key) {
+		t.Fatal("the second node refuses the admin key the first minted")
+	}
+	if !cb.Authenticate(in.ID, token, now) {
+		t.Fatal("the second node refuses a webhook URL the first generated")
+	}
+	if all := cb.AllIntegrations(); len(all) != 1 || all[0].Name != "Vero" {
+		t.Fatalf("the second node sees integrations %+v", all)
+	}
 }
