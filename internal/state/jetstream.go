@@ -922,14 +922,16 @@ func (j *JetStream) Trim(integration int64, upTo uint64, cutoff time.Time) (uint
 	if err := j.enter(); err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), j.opts.Timeout)
-	defer cancel()
 	subject := j.subjectOf(integration)
 	var removed, end uint64
 	seq := uint64(1)
+	// The scan gets half the timeout; if it finds more than it can read in
+	// that time, this Trim removes what it has read and the next goes on.
+	scan, cancelScan := context.WithTimeout(context.Background(), j.opts.Timeout/2)
+	defer cancelScan()
 	for range trimScan {
-		m, p, n, err := j.msgAt(ctx, subject, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+		m, p, n, err := j.msgAt(scan, subject, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err != nil && scan.Err() != nil && end > 0) {
 			break
 		}
 		if err != nil {
@@ -948,6 +950,8 @@ func (j *JetStream) Trim(integration int64, upTo uint64, cutoff time.Time) (uint
 	if removed == 0 {
 		return 0, nil // nothing but anchors: an idle integration stays as it is
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.Timeout)
+	defer cancel()
 	last, err := j.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return 0, fmt.Errorf("state: trim log: %w", j.unavailable(err))

@@ -388,6 +388,14 @@ func BenchmarkJetStream(b *testing.B) {
 			return err
 		})
 	})
+	b.Run("AppendOnce8", func(b *testing.B) {
+		n := openJS(b, c.URLs(), state.JetStreamOptions{Name: fmt.Sprintf("bencho_%d", b.N)})
+		defer n.Close()
+		run(b, func(i int) error {
+			_, _, err := n.AppendOnce(context.Background(), int64(1+i%8), time.Now(), fmt.Sprint("evt-", i), time.Hour, [][]byte{body})
+			return err
+		})
+	})
 	b.Run("BarePublish", func(b *testing.B) {
 		nc := connect(b, c.URLs())
 		defer nc.Close()
