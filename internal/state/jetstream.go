@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,6 +144,7 @@ type jsAppend struct {
 	bodies     [][]byte
 	size       int
 	once       *jsOnce
+	try        *jsTry // AppendOnce: shared by the batch and the single publishes
 	anchor     bool
 	first      uint64
 	err        chan error
@@ -215,6 +217,8 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, logger *slog.Logger, opts
 		MaxMsgs:     -1,
 		MaxAge:      0, // records leave only by Trim, once loaded
 		Duplicates:  opts.DedupeWindow,
+		// AppendOnce publishes concurrent deliveries as one atomic batch.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state: create stream %s: %w", opts.Name, j.unavailable(err))
@@ -524,11 +528,94 @@ func (j *JetStream) commit(integration int64, group []*jsAppend, plain *[]*jsApp
 			r.err <- err
 		}
 	}
+	var onces []*jsAppend
 	for _, r := range group {
 		if r.once != nil {
-			r.err <- j.commitOnce(integration, r)
+			r.try = newTry()
+			onces = append(onces, r)
 		}
 	}
+	if len(onces) > 1 && j.commitBatch(integration, onces) {
+		return
+	}
+	for _, r := range onces {
+		r.err <- j.commitOnce(integration, r)
+	}
+}
+
+// commitBatch publishes several AppendOnce requests as one atomic batch of
+// messages, each with its claim as Nats-Msg-Id and the first with the
+// expected last subject sequence, so that new deliveries share one round trip
+// and fsync. It answers them and returns true if the stream stored the batch;
+// otherwise nothing is answered and the caller publishes them one by one. A
+// duplicate in the batch (a redelivery) makes the stream refuse it whole; and
+// if the batch was stored after all though its answer was lost, each request's
+// own publish finds its message by its claim and Hh-Req.
+func (j *JetStream) commitBatch(integration int64, onces []*jsAppend) bool {
+	if len(onces) > maxBatch {
+		return false
+	}
+	deadline := onces[0].deadline
+	for _, r := range onces {
+		if r.deadline.Before(deadline) {
+			deadline = r.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	h, err := j.last(ctx, integration)
+	if err != nil {
+		return false
+	}
+	subject := j.subjectOf(integration)
+	batchID := newTry().req
+	pos, last := h.Position+1, h.LastReceivedAt
+	for i, r := range onces {
+		m := nats.NewMsg(subject)
+		m.Data = appendRecords(nil, r.receivedAt, r.bodies)
+		if len(r.bodies) > 0 && r.receivedAt.After(last) {
+			last = r.receivedAt
+		}
+		m.Header.Set(hdrPos, strconv.FormatUint(pos, 10))
+		m.Header.Set(hdrN, strconv.Itoa(len(r.bodies)))
+		m.Header.Set(hdrAt, strconv.FormatInt(micros(r.receivedAt), 10))
+		m.Header.Set(hdrLast, strconv.FormatInt(micros(last), 10))
+		m.Header.Set(hdrReq, r.try.req)
+		m.Header.Set(hdrWin, strconv.FormatInt(r.once.window.Microseconds(), 10))
+		m.Header.Set(jetstream.MsgIDHeader, r.once.msgID)
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.seq, 10))
+		}
+		pos += uint64(len(r.bodies))
+		if i < len(onces)-1 {
+			if err := j.nc.PublishMsg(m); err != nil {
+				return false
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := j.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return false
+		}
+		var ack struct {
+			Error *jetstream.APIError `json:"error"`
+			Seq   uint64              `json:"seq"`
+		}
+		if json.Unmarshal(resp.Data, &ack) != nil || ack.Error != nil || ack.Seq == 0 {
+			return false
+		}
+		j.advance(integration, jsHead{Head: Head{Position: pos - 1, LastReceivedAt: last}, seq: ack.Seq, known: true})
+	}
+	first := h.Position + 1
+	for _, r := range onces {
+		r.first = first
+		first += uint64(len(r.bodies))
+		r.err <- nil
+	}
+	return true
 }
 
 // commitOnce publishes an AppendOnce's message, following the chain of claims
@@ -538,7 +625,7 @@ func (j *JetStream) commitOnce(integration int64, r *jsAppend) error {
 	msgID := r.once.msgID
 	now := r.receivedAt.UnixMicro()
 	for range 100 {
-		first, dup, err := j.publish(r.deadline, integration, body, len(r.bodies), r.receivedAt, r.once, msgID, nil)
+		first, dup, err := j.publish(r.deadline, integration, body, len(r.bodies), r.receivedAt, r.once, msgID, r.try)
 		if err != nil {
 			return err
 		}

@@ -63,6 +63,7 @@ func Run(t *testing.T, opts Options, newPlace func(t *testing.T) func() state.St
 		{"AppendOnce", testAppendOnce},
 		{"AppendOnceWindow", testAppendOnceWindow},
 		{"AppendOnceConcurrent", testAppendOnceConcurrent},
+		{"AppendOnceManyAtOnce", testAppendOnceMany},
 		{"AppendOnceRefusals", testAppendOnceRefusals},
 		{"ControlKV", testControlKV},
 		{"ControlKeys", testControlKeys},
@@ -862,5 +863,52 @@ func allocate(t *testing.T, a, b state.Store) {
 	}
 	if n != workers*each {
 		t.Fatalf("%d items stored, want %d", n, workers*each)
+	}
+}
+
+// testAppendOnceMany: many new deliveries at once (a store may write them
+// together): each is appended once, where its returned position says.
+func testAppendOnceMany(t *testing.T, open func() state.Store) {
+	s := open()
+	const workers, each = 32, 4
+	type got struct {
+		id    string
+		first uint64
+	}
+	var mu sync.Mutex
+	var results []got
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				first, dup, err := s.AppendOnce(ctx(t), 1, at, id, time.Hour, bodies(2, "%s", id))
+				if err != nil || dup {
+					errs <- fmt.Errorf("AppendOnce(%s) = duplicate %v, %v", id, dup, err)
+					return
+				}
+				mu.Lock()
+				results = append(results, got{id, first})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	recs := readAll(t, s, 1, 0)
+	checkLog(t, recs, 1, 0, workers*each*2)
+	for _, r := range results {
+		for k, want := range bodies(2, "%s", r.id) {
+			if got := recs[r.first-1+uint64(k)].Body; !bytes.Equal(got, want) {
+				t.Fatalf("delivery %s returned position %d, where the log holds %s", r.id, r.first, got)
+			}
+		}
+	}
+	if n := s.Deduplicated(1); n != 0 {
+		t.Fatalf("Deduplicated = %d for new deliveries", n)
 	}
 }
