@@ -24,7 +24,7 @@ import (
 //
 // Records. One stream (<Name>, file storage, Discard New, so a full stream
 // refuses appends with ErrNoSpace instead of dropping records) with a subject
-// per integration, <subject>.rec.<integration>. A message holds the records of
+// per integration, <Name>.rec.<integration>. A message holds the records of
 // one or more appends (a group commit) and says in its headers where they are
 // in the integration's log:
 //
@@ -52,10 +52,10 @@ import (
 // Durable acks: Append returns only after the PubAck, which the stream leader
 // sends once a quorum of replicas has stored the message. A publish that fails
 // without a definite answer (timeout, lost connection, no leader) is retried
-// until Options.Timeout and is never stored twice: an AppendOnce retry reuses
-// its Nats-Msg-Id, and a plain append's retry recognises its own earlier try
-// by the expected sequence (see publish). When the time is up the append
-// fails with ErrUnavailable.
+// until JetStreamOptions.Timeout after the request arrived, and is never
+// stored twice: an AppendOnce retry reuses its Nats-Msg-Id, and a plain
+// append's retry recognises its own earlier try by the expected sequence (see
+// publish). When the time is up the append fails with ErrUnavailable.
 //
 // Delivery-id dedupe (AppendOnce): the delivery's records are one message with
 // Nats-Msg-Id <integration>.<sha256 of the id>, so the stream's duplicate
@@ -65,7 +65,9 @@ import (
 // message whose id chains on the old claim's sequence (<id>.<seq>), so that
 // concurrent redeliveries still collide on one id. Claims older than the
 // stream's duplicate window (JetStreamOptions.DedupeWindow) are forgotten by
-// the server whatever the integration's window.
+// the server whatever the integration's window. New deliveries waiting for
+// one integration are published as one atomic batch of such messages (see
+// commitBatch).
 //
 // Control data lives in the KV bucket <Name>_control (jetstream_kv.go); the
 // duplicate counts in <Name>_log.
