@@ -118,8 +118,9 @@ type JetStreamOptions struct {
 	// Timeout bounds every write and read of the cluster (default 4s), so that
 	// a request is answered 503 well within 5 s when there is no quorum.
 	Timeout time.Duration
-	// MaxMessageBytes caps a group commit's message (default 768 KiB, under
-	// the servers' default max_payload of 1 MiB).
+	// MaxMessageBytes caps a group commit's message, and so one request: a
+	// larger one is refused. Default: 768 KiB under the servers' default
+	// max_payload of 1 MiB; with a larger max_payload, it less 256 KiB.
 	MaxMessageBytes int
 }
 
@@ -187,7 +188,12 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, logger *slog.Logger, opts
 		opts.Timeout = 4 * time.Second
 	}
 	if opts.MaxMessageBytes == 0 {
+		// The servers' max_payload (1 MiB unless configured) less room for
+		// the headers and the records' framing.
 		opts.MaxMessageBytes = 768 << 10
+		if mp := int(nc.MaxPayload()); mp > 1<<20 {
+			opts.MaxMessageBytes = mp - 256<<10
+		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

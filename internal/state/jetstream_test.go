@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -462,5 +463,36 @@ func TestJetStreamControl(t *testing.T) {
 	}
 	if all := cb.AllIntegrations(); len(all) != 1 || all[0].Name != "Vero" {
 		t.Fatalf("the second node sees integrations %+v", all)
+	}
+}
+
+// TestJetStreamTooLarge: a request larger than one NATS message holds is
+// refused with an error saying so, stores nothing, and does not hold up the
+// requests after it; requests that fit together share messages.
+func TestJetStreamTooLarge(t *testing.T) {
+	c := natstest.Start(t, 3)
+	n := openJS(t, c.URLs(), state.JetStreamOptions{Name: "large", MaxMessageBytes: 4 << 10})
+	defer n.Close()
+	ctx := context.Background()
+	big := []byte(fmt.Sprintf(`{"pad":"%05000d"}`, 0))
+	_, err := n.Append(ctx, 1, time.Now(), [][]byte{big})
+	if err == nil || !strings.Contains(err.Error(), "more than a NATS message holds") {
+		t.Fatalf("an append larger than a message: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if _, err := n.Append(ctx, 1, time.Now(), [][]byte{[]byte(fmt.Sprintf(`{"i":%d,"pad":"%0900d"}`, i, 0))}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if h := n.Head(1); h.Position != 20 {
+		t.Fatalf("head %d after 20 appends", h.Position)
+	}
+	recs, err := n.Read(ctx, 1, 0, 100, 1<<20)
+	if err != nil || len(recs) != 20 {
+		t.Fatalf("read %d, %v", len(recs), err)
 	}
 }
