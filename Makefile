@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/ ./internal/verify/ ./internal/secretbox/ ./internal/history/
 FUZZTIME ?= 10s
 
-.PHONY: build run test fuzz-short fuzz-long bench soak screenshots lint deps clean
+.PHONY: build nats-server run test fuzz-short fuzz-long bench soak screenshots lint deps clean
 
 # DuckDB's cgo bindings take about 2 minutes on 2 cores to compile, with no
 # output; say so before a build that has to compile them (the first one, or after
@@ -23,6 +23,11 @@ build:
 		echo "build: compiling DuckDB's cgo bindings first; this takes about 2 minutes on 2 cores and prints nothing until it is done (once: later builds reuse Go's build cache)"; \
 	fi
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hookhouse ./cmd/hookhouse
+
+# The NATS server for cluster mode (docs/cluster.md), built from the
+# nats-server module version pinned in go.mod: no download site involved.
+nats-server:
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 
 run: build
 	./bin/hookhouse serve

@@ -63,8 +63,9 @@ const DefaultDedupeWindow = 7 * 24 * time.Hour
 // was made with, so a longer window applies to claims made after the change.
 // Expired claims stop counting at once and are removed by the store later.
 //
-// Deduplicated returns how many deliveries of integration were refused as
-// duplicates since it was created; the count survives restarts.
+// Deduplicated returns how many records of integration were refused as parts
+// of duplicate deliveries since it was created (the stats' records_deduplicated);
+// the count survives restarts.
 //
 // On NATS JetStream the claim is the message itself: publish the delivery's
 // records as one message (or one atomic batch) with Nats-Msg-Id set to the
@@ -95,4 +96,59 @@ var (
 	ErrNoSpace = errors.New("state: not enough free disk space")
 	// ErrNotFound is returned by Get for a missing key.
 	ErrNotFound = errors.New("state: not found")
+	// ErrConflict is returned by PutIf when a value is not the one expected:
+	// another call (on this node or another) changed it first. Read again and retry.
+	ErrConflict = errors.New("state: the value changed since it was read")
 )
+
+// Store is the state seam: everything hookhouse uses of its durable state. Pebble
+// (one process) and JetStream (a cluster of nodes) implement it; the conformance
+// suite in statetest holds both to this contract.
+//
+// The log, per integration:
+//   - Append stores bodies as consecutive records, all or nothing, and returns
+//     the first one's position only once they are durable (fsync'd, or stored
+//     by a quorum). Positions are 1, 2, 3, … without gaps, in the order the
+//     store serialised the appends; the records of one Append are consecutive.
+//     An error means nothing is known to be stored: the caller answers 503.
+//   - Head is the last position appended (0 if none) and the latest receipt
+//     time; Heads is every integration's. On a cluster they may lag appends
+//     made by other nodes by a moment, never appends made through this store.
+//   - Changed returns a channel closed at the next append (made by any node).
+//   - Read returns up to max records after position after, in position order,
+//     stopping once maxBytes of bodies are read (at least one record if any).
+//   - Trim removes records at or below upTo received before cutoff, oldest
+//     first, stopping at the first record too new, and returns how many it
+//     removed. It never removes a record above upTo; positions never change.
+//     It may keep a record stored in one write with a record it must keep
+//     (on JetStream a message holds a group commit) until a later Trim.
+//
+// Control data: Get (ErrNotFound for a missing key), Put (durable, all keys or
+// none; a nil value deletes) and Scan (keys with a prefix, in key order; fn
+// must not call the store). Keys are any non-empty strings.
+//
+// PutIf is Put on condition, the compare-and-set that keeps ids unique across
+// nodes: it writes kvs only if every key of expect holds the value given there
+// (nil: the key must not exist), and otherwise returns ErrConflict and writes
+// nothing. A key whose value decides a PutIf must be written only with PutIf;
+// a plain Put of it may go unnoticed on Pebble.
+//
+// Writable says whether appends can be taken now (for /readyz). After Close,
+// every call that needs the store returns ErrClosed; Close may be called twice.
+type Store interface {
+	Append(ctx context.Context, integration int64, receivedAt time.Time, bodies [][]byte) (uint64, error)
+	Head(integration int64) Head
+	Heads() map[int64]Head
+	Changed() <-chan struct{}
+	Read(ctx context.Context, integration int64, after uint64, max, maxBytes int) ([]Record, error)
+	Trim(integration int64, upTo uint64, cutoff time.Time) (uint64, error)
+	Deduper
+	Get(key string) ([]byte, error)
+	Put(kvs map[string][]byte) error
+	Scan(prefix string, fn func(key string, value []byte) error) error
+	PutIf(expect, kvs map[string][]byte) error
+	Writable() error
+	Close() error
+}
+
+var _ Store = (*Pebble)(nil)
