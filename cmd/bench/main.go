@@ -73,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.drain, "drain", 60*time.Second, "longest wait for the loader to catch up after a run")
 	flag.StringVar(&o.extra, "server-args", "", "more flags for `hookhouse serve`, space-separated, e.g. \"--batch-size 20000\"")
 	floorServer := flag.Bool("floor-server", false, "internal: serve the trivial handler as a separate process")
+	cluster := flag.Bool("cluster", false, "run only the cluster benchmark (cluster.go): 3 nats-server processes with sync_interval: always, a bare JetStream publisher and the JetStream state's Append")
 	flag.Parse()
 	if *floorServer {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,6 +91,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cluster {
+		if err := benchCluster(ctx, o, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
