@@ -332,6 +332,9 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 // its route connections are closed and new ones fail until Heal. Clients
 // connected to it stay connected.
 func (c *Cluster) Isolate(i int) {
+	if c.proxies == nil {
+		panic("natsproc: Isolate needs a cluster started with Options.Partitionable")
+	}
 	for j := range c.nodes {
 		if j != i {
 			c.proxies[i][j].Cut()
