@@ -130,9 +130,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	n := opts.Nodes
 	c = &Cluster{opts: opts}
+	started := c // c is nil after a return nil, err
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 		}
 	}()
 	if opts.Partitionable {

@@ -180,3 +180,22 @@ func TestProxy(t *testing.T) {
 	}
 	c3.Close()
 }
+
+// TestStartFails: a server that cannot start is an error that says which and
+// why, and leaves nothing running.
+func TestStartFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := t.TempDir() + "/nats-server"
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\necho 'no JetStream today' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := natsproc.Start(ctx, natsproc.Options{Dir: t.TempDir(), Bin: bad})
+	if err == nil {
+		c.Close()
+		t.Fatal("Start succeeded with a server that exits at once")
+	}
+	if !strings.Contains(err.Error(), "n1 exited at start") || !strings.Contains(err.Error(), "no JetStream today") {
+		t.Fatalf("error %q does not say which server failed and its log", err)
+	}
+}
