@@ -57,20 +57,22 @@ func TestClusterKillRestart(t *testing.T) {
 	publish := func(from, n int) {
 		t.Helper()
 		for i := from; i < from+n; i++ {
-			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			// Retried under one message id until acknowledged: an election
-			// may be under way.
+			// may be under way, and a request the killed leader took is
+			// never answered, so each try has its own short deadline.
+			deadline := time.Now().Add(40 * time.Second)
 			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := js.Publish(pctx, "t.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+				cancel()
 				if err == nil {
 					break
 				}
-				if pctx.Err() != nil {
+				if time.Now().After(deadline) {
 					t.Fatalf("publish %d: %v", i, err)
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			cancel()
 		}
 	}
 	publish(0, 20)
@@ -96,6 +98,8 @@ func TestClusterKillRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The restarted server has every message: read from it alone.
+	cctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	one := connect(t, c.URL(leader), nats.IgnoreDiscoveredServers())
 	ojs, _ := jetstream.New(one)
 	s, err := ojs.Stream(cctx, "t")
