@@ -91,6 +91,7 @@ func main() {
 	flag.StringVar(&o.wrk, "wrk", "", "wrk binary (default: wrk from PATH, installed with apt-get when missing and running as root)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (-t); its connections (-c) are -conns")
 	floorServer := flag.Bool("floor-server", false, "internal: serve the trivial handler as a separate process")
+	cluster := flag.Bool("cluster", false, "run only the cluster benchmark (cluster.go): 3 nats-server processes with sync_interval: always, a bare JetStream publisher and the JetStream state's Append")
 	flag.Parse()
 	if *floorServer {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -108,6 +109,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cluster {
+		if err := benchCluster(ctx, o, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
