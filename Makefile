@@ -60,10 +60,11 @@ fuzz-long:
 screenshots: deps
 	HOOKHOUSE_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run 'TestDashboardInBrowser' ./e2e/
 
-bench: deps build
+bench: deps build nats-server
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/ ./internal/verify/ ./internal/history/
 	$(GO) test -run='^$$' -bench=BenchmarkImport -benchtime=1x ./cmd/hookhouse/
 	$(GO) run ./cmd/bench -bin bin/hookhouse
+	$(GO) run ./cmd/bench -cluster
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
