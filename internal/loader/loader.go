@@ -113,6 +113,9 @@ type worker struct {
 	lastErr  error         // the last failure while failing > 0
 	failures int64         // every failure so far, for Sync
 	progress chan struct{} // closed and replaced whenever the above change
+
+	// Splitting (split.go); only the worker's goroutine uses these.
+	split split
 }
 
 func newWorker(in control.Integration) *worker {
@@ -410,11 +413,24 @@ func (l *Loader) run(w *worker) {
 		if ready == nil {
 			ready, err = l.prepareBatch(ctx, w, fl, st)
 		}
+		var records int
+		if ready != nil {
+			records = ready.records
+		}
 		var following *prepared
 		if err == nil {
 			following, err = l.commitPipelined(ctx, w, fl, ready)
 		}
 		cancel()
+		if err != nil && errors.Is(err, warehouse.ErrOutOfMemory) && w.split.outOfMemory(st.Position, records) {
+			// Not a failure of the warehouse: the batch did not fit in its
+			// memory. Nothing of it was written; the next try reads fewer
+			// records (or rejects the one that never fits), at once.
+			fl, ready = nil, nil
+			logger.Warn("the batch did not fit in the warehouse's memory; splitting it", "records", records,
+				"next_batch_records", w.split.limit, "rejecting_one", w.split.rejectAt != 0, "err", err)
+			continue
+		}
 		if err != nil {
 			fl, ready = nil, nil // schema knowledge and state are re-read before the next try
 			fails(err, "load failed")
@@ -429,6 +445,7 @@ func (l *Loader) run(w *worker) {
 			continue
 		}
 		next := ready.batch.State
+		w.split.committed(next.Position, ready.records, l.opts.BatchSize)
 		ready = following
 		if backoff > 0 {
 			logger.Info("loading recovered")
@@ -519,7 +536,7 @@ type prepared struct {
 // following batch is returned only if p committed; on any error it is dropped and
 // the caller re-reads the state from the warehouse.
 func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
-	if l.ctx.Err() != nil || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+	if l.ctx.Err() != nil || w.split.active() || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
 		return nil, l.commitBatch(ctx, w, p)
 	}
 	var (
@@ -544,7 +561,7 @@ func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, 
 // prepareBatch reads the records after st and flattens them into a batch.
 func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (*prepared, error) {
 	in := w.integration()
-	recs, err := l.log.Read(ctx, in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
+	recs, err := l.log.Read(ctx, in.ID, st.Position, w.split.size(l.opts.BatchSize), l.opts.MaxBatchBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +586,12 @@ func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st 
 		}
 		next.Sequence = seq
 		next.Position = r.Position
-		fl.Add(Input{ID: r.ID, ReceivedAt: r.ReceivedAt, Sequence: seq, Body: r.Body})
+		rec := Input{ID: r.ID, ReceivedAt: r.ReceivedAt, Sequence: seq, Body: r.Body}
+		if reason, truncate, ok := w.split.reject(r.Position); ok {
+			fl.Reject(rec, reason, truncate)
+			continue
+		}
+		fl.Add(rec)
 	}
 	tables, loaded, rejected := fl.Take(time.Now())
 	p.loaded, p.rejected = loaded, rejected

@@ -94,12 +94,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		s.state.Close()
 		return nil, err
 	}
+	budget := cfg.Budget()
+	logger.Info("memory budget", "split", budget.String())
 	whLogger := logger.With("component", "warehouse")
 	if cfg.Warehouse == "" {
 		// The embedded warehouse is a local file: failing to open it at start is
 		// fatal. Later, after a fatal DuckDB error, it is opened again.
 		open := func(ctx context.Context) (warehouse.Warehouse, error) {
-			return duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), whLogger)
+			return duckdb.OpenWith(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), duckdb.Options{
+				MemoryLimit: budget.DuckDB, Threads: budget.DuckDBThreads,
+				TempDir: filepath.Join(cfg.Data, "warehouse.duckdb.tmp"),
+			}, whLogger)
 		}
 		first, err := open(ctx)
 		if err != nil {
@@ -125,6 +130,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics,
+		MaxBatchBytes: int(budget.BatchBytes),
 	}, logger.With("component", "loader"))
 	s.loader.Start()
 	s.history.Start() // after the loader: it samples the loader's lag
@@ -188,7 +194,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/clients/{id}/token/{token}", &ingest.Handler{
 		Auth: s.control, Log: s.state, MaxBody: s.cfg.MaxBody, RetryAfter: 5,
 		Logger: s.logger.With("component", "ingest"), Observe: s.metrics,
-		Large:    ingest.NewSlots(8),
+		Large:    ingest.NewSlots(s.cfg.Budget().LargeSlots),
 		Failures: &ingest.FailLimiter{Rate: 2, Burst: 50},
 		Verify:   s.control, Dedupe: s.state,
 	})

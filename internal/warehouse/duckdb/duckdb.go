@@ -81,25 +81,58 @@ var instanceConfig = []struct{ name, value string }{
 	{"lock_configuration", "true"},
 }
 
+// Options bound the memory DuckDB uses; the zero value picks defaults from the
+// machine (see memoryLimit).
+type Options struct {
+	// MemoryLimit is DuckDB's memory_limit: its buffer pool, which spills to
+	// TempDir beyond it. 0: memoryLimit().
+	MemoryLimit int64
+	// Threads is DuckDB's worker threads. 0: half the cores.
+	Threads int
+	// TempDir is where DuckDB spills; "" for its default, <file>.tmp.
+	TempDir string
+}
+
+// allocatorConfig makes DuckDB's allocator (jemalloc) return freed memory
+// promptly: by default it keeps up to 128 MiB per thread cached after a task and
+// flushes bulk frees only past 512 MiB, memory that counts in the process's RSS
+// but in no limit. Measured in docs/performance.md ("Memory budget").
+var allocatorConfig = []struct{ name, value string }{
+	{"allocator_flush_threshold", "16MiB"},
+	{"allocator_bulk_deallocation_flush_threshold", "16MiB"},
+	{"allocator_background_threads", "true"},
+}
+
 // DSN is the DuckDB connection string Open uses for path: the file with
 // instanceConfig, the thread cap and the memory cap. Benchmarks use it to measure
 // bare DuckDB with the same settings.
-func DSN(path string) string {
+func DSN(path string) string { return dsn(path, Options{}) }
+
+func dsn(path string, o Options) string {
 	q := url.Values{}
 	for _, o := range instanceConfig {
 		q.Set(o.name, o.value)
 	}
-	q.Set("threads", strconv.Itoa(max(1, runtime.NumCPU()/2)))
-	q.Set("memory_limit", strconv.FormatInt(memoryLimit()>>20, 10)+"MiB")
+	for _, o := range allocatorConfig {
+		q.Set(o.name, o.value)
+	}
+	if o.Threads <= 0 {
+		o.Threads = max(1, runtime.NumCPU()/2)
+	}
+	if o.MemoryLimit <= 0 {
+		o.MemoryLimit = memoryLimit()
+	}
+	q.Set("threads", strconv.Itoa(o.Threads))
+	q.Set("memory_limit", strconv.FormatInt(max(o.MemoryLimit>>20, 32), 10)+"MiB")
+	if o.TempDir != "" {
+		q.Set("temp_directory", o.TempDir)
+	}
 	return path + "?" + q.Encode()
 }
 
-// maxMemory caps DuckDB's buffer pool, which by default may grow to 80% of the
-// machine's memory and lives in the server process next to the Go heap (capped
-// at 1 GiB by serve). Measured with e2e TestHostileRequests: 64 concurrent 19 MiB
-// bodies took the process to 5.0–5.8 GiB with DuckDB's default and to 3.4–4.5 GiB
-// with this cap (1.5 GiB did no better), loading everything. A 1 GB cap with 16 MB
-// checkpoints made a checkpoint run out of memory.
+// maxMemory caps DuckDB's buffer pool when no Options.MemoryLimit is given
+// (tests, benchmarks): by default DuckDB may grow to 80% of the machine's memory.
+// The server passes its share of --memory-limit instead.
 const maxMemory = 2 << 30
 
 // memoryLimit is maxMemory, or half the memory this process may use when that is
@@ -145,13 +178,21 @@ func memoryLimitFrom(meminfo, cgroupV2, cgroupV1 string) int64 {
 // own state table exists. The directory must exist. Only one process can have the
 // file open; the file is locked until Close.
 func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
+	return OpenWith(ctx, path, Options{}, logger)
+}
+
+// OpenWith is Open with memory options.
+func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if path == "" || strings.ContainsAny(path, "?#%") {
 		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
 	}
-	connector, err := duckdb.NewConnector(DSN(path), nil)
+	if strings.ContainsAny(opts.TempDir, "?#%&") {
+		return nil, fmt.Errorf("duckdb: open %q: the temp directory %q must not contain '?', '#', '&' or '%%'", path, opts.TempDir)
+	}
+	connector, err := duckdb.NewConnector(dsn(path, opts), nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open %s: %w (is another hookhouse process using this data directory?)", path, err)
 	}
