@@ -54,7 +54,11 @@ type Options struct {
 	TrimEvery time.Duration
 	// MaxBatchBytes caps the bodies read into one batch.
 	MaxBatchBytes int
-	Observe       Observer
+	// AttemptsDir, if set, holds a note of each large load in progress, so
+	// that a start after the process was killed during one (perhaps for
+	// memory) splits that batch instead of being killed again (split.go).
+	AttemptsDir string
+	Observe     Observer
 }
 
 // Stats is one integration's loading picture.
@@ -315,6 +319,8 @@ func (l *Loader) run(w *worker) {
 		backoff  time.Duration
 		lastTrim time.Time
 		lastWarn time.Time
+		attempts = attempts{dir: l.opts.AttemptsDir}
+		started  bool
 	)
 	stopping := func() bool { return l.ctx.Err() != nil }
 	deleted := func() bool { return w.integration().DeletedAt != nil }
@@ -352,6 +358,16 @@ func (l *Loader) run(w *worker) {
 				backoff = nextBackoff(backoff)
 				sleep(l.ctx, backoff)
 				continue
+			}
+			if !started {
+				started = true
+				if prev, ok := attempts.unfinished(w.id, st.Position); ok {
+					w.split = prev
+					if w.split.outOfMemory(st.Position, prev.limit) {
+						logger.Warn("the last run was stopped while it loaded the next batch (killed, perhaps for memory); loading that batch split",
+							"records", prev.limit, "next_batch_records", w.split.limit, "rejecting_one", w.split.rejectAt != 0)
+					}
+				}
 			}
 			if l.log.Head(w.id).Position <= st.Position {
 				w.mu.Lock() // nothing left to load: the failure is over
@@ -527,6 +543,7 @@ func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
 type prepared struct {
 	batch            *warehouse.Batch
 	records          int
+	bytes            int // of the records' bodies
 	loaded, rejected int
 	start            time.Time
 }
@@ -566,6 +583,9 @@ func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st 
 		return nil, err
 	}
 	p := &prepared{start: time.Now(), records: len(recs)}
+	for _, r := range recs {
+		p.bytes += len(r.Body)
+	}
 	next := st
 	next.Installation = l.opts.Installation
 	for i, r := range recs {
@@ -609,7 +629,12 @@ func (l *Loader) commitBatch(ctx context.Context, w *worker, p *prepared) error 
 	}
 	now := warehouse.UTC(time.Now())
 	stampBatchedAt(p.batch.Tables, now)
-	if err := l.wh.Load(ctx, p.batch); err != nil {
+	noted := p.bytes >= attemptNoteBytes && attempts{dir: l.opts.AttemptsDir}.begin(p.batch.Integration, p.batch.Prev.Position, p.records, w.split)
+	err := l.wh.Load(ctx, p.batch)
+	if noted {
+		attempts{dir: l.opts.AttemptsDir}.end(p.batch.Integration)
+	}
+	if err != nil {
 		return fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", p.batch.Integration, p.records, p.batch.Schema, err)
 	}
 	faults.Point(faults.LoaderAfterCommit)

@@ -103,7 +103,6 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		open := func(ctx context.Context) (warehouse.Warehouse, error) {
 			return duckdb.OpenWith(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), duckdb.Options{
 				MemoryLimit: budget.DuckDB, Threads: budget.DuckDBThreads,
-				TempDir: filepath.Join(cfg.Data, "warehouse.duckdb.tmp"),
 			}, whLogger)
 		}
 		first, err := open(ctx)
@@ -126,11 +125,18 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		}
 		s.wh = lazy
 	}
+	// Notes of large loads in progress: a start after a kill during one splits it.
+	attemptsDir := filepath.Join(cfg.Data, "loading")
+	if err := os.MkdirAll(attemptsDir, 0o700); err != nil {
+		s.wh.Close()
+		s.state.Close()
+		return nil, fmt.Errorf("server: create %s: %w", attemptsDir, err)
+	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics,
-		MaxBatchBytes: int(budget.BatchBytes),
+		MaxBatchBytes: int(budget.BatchBytes), AttemptsDir: attemptsDir,
 	}, logger.With("component", "loader"))
 	s.loader.Start()
 	s.history.Start() // after the loader: it samples the loader's lag

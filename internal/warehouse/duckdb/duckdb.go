@@ -85,12 +85,11 @@ var instanceConfig = []struct{ name, value string }{
 // machine (see memoryLimit).
 type Options struct {
 	// MemoryLimit is DuckDB's memory_limit: its buffer pool, which spills to
-	// TempDir beyond it. 0: memoryLimit().
+	// its temp directory, <file>.tmp, beyond it. (The directory cannot be set
+	// with external access disabled.) 0: memoryLimit().
 	MemoryLimit int64
 	// Threads is DuckDB's worker threads. 0: half the cores.
 	Threads int
-	// TempDir is where DuckDB spills; "" for its default, <file>.tmp.
-	TempDir string
 }
 
 // allocatorConfig makes DuckDB's allocator (jemalloc) return freed memory
@@ -124,9 +123,6 @@ func dsn(path string, o Options) string {
 	}
 	q.Set("threads", strconv.Itoa(o.Threads))
 	q.Set("memory_limit", strconv.FormatInt(max(o.MemoryLimit>>20, 32), 10)+"MiB")
-	if o.TempDir != "" {
-		q.Set("temp_directory", o.TempDir)
-	}
 	return path + "?" + q.Encode()
 }
 
@@ -188,9 +184,6 @@ func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logge
 	}
 	if path == "" || strings.ContainsAny(path, "?#%") {
 		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
-	}
-	if strings.ContainsAny(opts.TempDir, "?#%&") {
-		return nil, fmt.Errorf("duckdb: open %q: the temp directory %q must not contain '?', '#', '&' or '%%'", path, opts.TempDir)
 	}
 	connector, err := duckdb.NewConnector(dsn(path, opts), nil)
 	if err != nil {
