@@ -103,6 +103,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		open := func(ctx context.Context) (warehouse.Warehouse, error) {
 			return duckdb.OpenWith(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), duckdb.Options{
 				MemoryLimit: budget.DuckDB, Threads: budget.DuckDBThreads,
+				// Only for a checkpoint at open that does not fit in the
+				// pool (see duckdb.Options): a short overshoot of DuckDB's
+				// share, taken from the Go heap's.
+				RecoveryMemoryLimit: budget.DuckDB + budget.GoHeap/2,
 			}, whLogger)
 		}
 		first, err := open(ctx)

@@ -90,6 +90,14 @@ type Options struct {
 	MemoryLimit int64
 	// Threads is DuckDB's worker threads. 0: half the cores.
 	Threads int
+	// RecoveryMemoryLimit, if above MemoryLimit, is the memory_limit of a
+	// one-off open when the file cannot be opened within MemoryLimit: DuckDB
+	// replays its WAL and checkpoints at open, and a checkpoint of 1,000-column
+	// tables can need more than a small pool. Without it such a file could not
+	// be opened again (and an autocheckpoint that failed for memory leaves the
+	// instance invalidated, so it must be). The one-off open checkpoints and
+	// closes; the file is then opened within MemoryLimit.
+	RecoveryMemoryLimit int64
 }
 
 // allocatorConfig makes DuckDB's allocator (jemalloc) return freed memory
@@ -182,6 +190,36 @@ func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	d, err := open(ctx, path, opts, logger)
+	if err == nil || opts.RecoveryMemoryLimit <= opts.MemoryLimit || !outOfMemoryText(err) {
+		return d, err
+	}
+	logger.Warn("the warehouse needs more memory than its share to open (its checkpoint); opening it once with more to checkpoint",
+		"memory_limit_mib", opts.MemoryLimit>>20, "recovery_memory_limit_mib", opts.RecoveryMemoryLimit>>20, "err", err)
+	big := opts
+	big.MemoryLimit = opts.RecoveryMemoryLimit
+	r, rerr := open(ctx, path, big, logger)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w; with memory_limit %d MiB: %w", err, big.MemoryLimit>>20, rerr)
+	}
+	_, cerr := r.rw.ExecContext(ctx, `CHECKPOINT`)
+	if err := errors.Join(cerr, r.Close()); err != nil {
+		return nil, fmt.Errorf("duckdb: open %s: checkpoint with memory_limit %d MiB: %w", path, big.MemoryLimit>>20, err)
+	}
+	return open(ctx, path, opts, logger)
+}
+
+// outOfMemoryText reports whether an error from opening says DuckDB ran out of
+// memory; errors from opening the file are not always typed.
+func outOfMemoryText(err error) bool {
+	if outOfMemory(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "Out of Memory") || strings.Contains(msg, "failed to pin block") || strings.Contains(msg, "could not allocate block")
+}
+
+func open(ctx context.Context, path string, opts Options, logger *slog.Logger) (*DB, error) {
 	if path == "" || strings.ContainsAny(path, "?#%") {
 		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
 	}
