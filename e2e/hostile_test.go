@@ -169,11 +169,12 @@ func rawPost(addr, path string, hdr map[string]string, body io.Reader, length in
 // against the built binary, with short read timeouts (2 s for headers, 5 s for
 // the whole request), on each warehouse. After each case a well-behaved client
 // still gets its 200s; at the end every one of its records is loaded exactly
-// once and the server's peak RSS stayed within its --memory-limit (the default,
-// 1 GiB) + 10% (issue 14).
+// once and the server's peak RSS stayed within its --memory-limit + 10% (issue
+// 14): the default, 1 GiB, with PostgreSQL; 3 GiB with the embedded DuckDB, whose
+// pool must hold 2,048 rows of the big bodies' 1 MiB strings at once.
 //
 // Memory. The limit is split by config.Budget (logged at start): with the
-// embedded DuckDB 256 MiB for its buffer pool and a reserve for what it
+// embedded DuckDB a share for its buffer pool and a reserve for what it
 // allocates outside it, the loader's batches capped at 32 MiB of bodies, a few
 // bodies over 1 MiB buffered at once (the others wait for a slot, holding at most
 // 1 MiB each), and the rest for the Go heap's soft limit. The figures measured
@@ -185,14 +186,22 @@ func TestHostileRequests(t *testing.T) {
 			mod(&cfg)
 		}
 		extra := []string{"--read-header-timeout", "2s", "--read-timeout", "5s"}
+		limit := cfg.MemoryLimit
 		if cfg.Warehouse != "" {
 			extra = append(extra, "--warehouse", cfg.Warehouse)
+		} else {
+			// DuckDB scans and checkpoints 2,048 rows at a time with all their
+			// text in its pool: the 1,216 records of 1 MiB of the big bodies
+			// need 1.2 GiB of it, which 1 GiB in all cannot give. Its share
+			// of 3 GiB is 1.5 GiB (docs/performance.md, "Memory budget").
+			limit = 3 << 30
+			extra = append(extra, "--memory-limit", "3GiB")
 		}
-		hostileCases(t, cfg.Warehouse == "", extra)
+		hostileCases(t, cfg.Warehouse == "", limit, extra)
 	})
 }
 
-func hostileCases(t *testing.T, embedded bool, extra []string) {
+func hostileCases(t *testing.T, embedded bool, limit int64, extra []string) {
 	dir := t.TempDir()
 	addr := freePort(t)
 	srv := startChild(t, dir, addr, extra...)
@@ -236,7 +245,7 @@ func hostileCases(t *testing.T, embedded bool, extra []string) {
 		what = "all hostile cases, DuckDB"
 	}
 	t.Logf("Go runtime memory (go_memstats_sys_bytes) %s", mib(h.goMemory(t)))
-	checkPeak(t, h, what, config.Default().MemoryLimit)
+	checkPeak(t, h, what, limit)
 	if strings.Contains(srv.Stderr.String(), "panic") {
 		t.Errorf("the server logged a panic:\n%s", tail(srv.Stderr.String(), 4000))
 	}

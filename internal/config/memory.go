@@ -65,7 +65,13 @@ func splitMemory(limit, maxBody int64, embedded bool) Budget {
 	// 64 MiB (more loads no faster; see docs/performance.md).
 	b.BatchBytes = min(max(limit/32, 4<<20), 64<<20)
 	if embedded {
+		// A quarter, and half from 2 GiB on: DuckDB scans and checkpoints a
+		// table 2,048 rows at a time with all their text pinned in its pool,
+		// so long text values need a big pool (docs/performance.md).
 		b.DuckDB = max(limit/4, 64<<20)
+		if limit >= 2<<30 {
+			b.DuckDB = limit / 2
+		}
 		// The Appender copies a batch into DuckDB's own vectors outside the
 		// pool, and the allocator keeps up to 16 MiB per thread cached.
 		b.DuckDBThreads = 1
