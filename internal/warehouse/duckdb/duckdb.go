@@ -209,8 +209,10 @@ func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logge
 	return open(ctx, path, opts, logger)
 }
 
-// outOfMemoryText reports whether an error from opening says DuckDB ran out of
-// memory; errors from opening the file are not always typed.
+// outOfMemoryText reports whether err says DuckDB ran out of memory. Not all
+// such errors are typed: a COMMIT that cannot pin a block fails as a
+// "TransactionContext Error", an open as a plain error. Only hookhouse's own
+// statements are judged by this (never a user query's error).
 func outOfMemoryText(err error) bool {
 	if outOfMemory(err) {
 		return true

@@ -46,7 +46,7 @@ func (d *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 	start := time.Now()
 	rows, err := d.load(ctx, b)
 	if err != nil {
-		if outOfMemory(err) {
+		if outOfMemoryText(err) {
 			err = fmt.Errorf("%w: %w", warehouse.ErrOutOfMemory, err)
 		}
 		return fmt.Errorf("duckdb: load integration %d into schema %s: %w", b.Integration, b.Schema, err)
