@@ -26,10 +26,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
-	// Big bodies are short-lived garbage; a soft memory limit makes the GC return
-	// it promptly instead of letting the heap double. GOMEMLIMIT overrides it.
+	// The Go heap's share of --memory-limit (config.Budget) is its soft limit:
+	// big bodies are short-lived garbage, and the limit makes the GC return it
+	// promptly instead of letting the heap double. GOMEMLIMIT overrides it.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(1 << 30)
+		debug.SetMemoryLimit(cfg.Budget().GoHeap)
 	}
 	server.Version = buildVersion()
 	logger.Info("starting hookhouse", "version", server.Version, "config", cfg.String())

@@ -40,6 +40,8 @@ type Config struct {
 
 	// HTTPS and proxies (tls.go).
 	TLS
+	// MemoryLimit is the whole process's memory budget (see Budget).
+	MemoryLimit int64
 }
 
 // Default returns the embedded defaults of SPEC §1.
@@ -59,6 +61,8 @@ func Default() Config {
 
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
+
+		MemoryLimit: 1 << 30,
 	}
 }
 
@@ -69,6 +73,7 @@ var serveGroups = []FlagGroup{
 	{"Storage", []string{"data", "retention", "warehouse", "query-dsn"}},
 	{"Receiving and loading", []string{"max-body", "batch-size", "batch-wait", "max-columns"}},
 	{"Logging", []string{"log-format", "log-level"}},
+	{"Memory", []string{"memory-limit"}},
 	{"Other", nil},
 }
 
@@ -105,6 +110,12 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "close a load batch at `N` records")
 	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "close a load batch when it is this `TIME` old")
 	fs.IntVar(&c.MaxColumns, "max-columns", c.MaxColumns, "most columns of a warehouse table; further fields go to _sdc_extra as JSON")
+
+	memoryLimit := byteSize(c.MemoryLimit)
+	fs.Var(&memoryLimit, "memory-limit", "memory the whole process may use, a `SIZE` like 512MiB, 1GiB or 2G (G, M, K are binary units), "+
+		"split between DuckDB's memory limit, the loader's batches, the large bodies received at once and the Go heap. "+
+		"At the default: "+splitMemory(c.MemoryLimit, c.MaxBody, true).String()+". "+
+		"With a PostgreSQL warehouse DuckDB's share goes to batches and bodies. Set the service's memory limit (systemd MemoryMax) to about 10% more")
 
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `FORMAT`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL`: debug, info, warn or error")
@@ -145,6 +156,7 @@ can also be set by its env twin, named below; a flag on the command line wins.
 		return c, fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))
 	}
 	c.MaxBody = int64(maxBody)
+	c.MemoryLimit = int64(memoryLimit)
 	if c.TLS.On() && !isSet(fs, getenv, "listen") {
 		c.Listen = ":443" // HTTPS and proxies (tls.go): HTTPS on its own port unless told otherwise
 	}
@@ -198,6 +210,12 @@ func (c *Config) Validate() error {
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1KiB"))
 	}
+	if c.MemoryLimit < MinMemoryLimit {
+		errs = append(errs, fmt.Errorf("--memory-limit must be at least %s", byteSize(MinMemoryLimit)))
+	} else if c.MaxBody*5/2 > c.MemoryLimit/4 {
+		errs = append(errs, fmt.Errorf("--max-body %s is too large for --memory-limit %s: a body needs about 2.5 times its size while it is received; "+
+			"raise --memory-limit to at least %s or lower --max-body", byteSize(c.MaxBody), byteSize(c.MemoryLimit), byteSize((c.MaxBody*10+(1<<20)-1)&^(1<<20-1))))
+	}
 	if c.BatchSize < 1 {
 		errs = append(errs, errors.New("--batch-size must be at least 1"))
 	}
@@ -240,8 +258,8 @@ func (c Config) String() string {
 	if c.QueryDSN != "" {
 		wh += " query-dsn=" + RedactDSN(c.QueryDSN)
 	}
-	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%s batch=%d/%s retention=%s max-columns=%d",
-		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns) +
+	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%s batch=%d/%s retention=%s max-columns=%d memory-limit=%s",
+		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns, byteSize(c.MemoryLimit)) +
 		c.TLS.String() // HTTPS and proxies (tls.go)
 }
 
@@ -402,14 +420,16 @@ func (b *byteSize) Set(s string) error {
 	for _, u := range []struct {
 		suffix string
 		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
+		// G, M, K alone are binary, as in systemd's MemoryMax and docker --memory.
+		{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
 		if strings.HasSuffix(s, u.suffix) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
 			break
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > (1<<62)/mult {
 		return fmt.Errorf("not a size: use bytes or a unit like 20MiB")
 	}
 	*b = byteSize(n * mult)

@@ -93,6 +93,8 @@ type Flattener struct {
 	recv    any
 	seq     any
 
+	extraSeen map[extraKey]uint64 // see extraOnly
+
 	slab      []any // rows are cut from here to save allocations
 	pathNodes int   // size of all naming caches, bounded
 }
@@ -361,6 +363,11 @@ func (f *Flattener) Add(in Input) {
 // change in f.undo.
 func (f *Flattener) flatten(in Input, parsed bool) *rejection {
 	f.cells, f.rows, f.pending, f.levels, f.undo = f.cells[:0], f.rows[:0], f.pending[:0], f.levels[:0], f.undo[:0]
+	if len(f.extraSeen) > 1<<16 {
+		f.extraSeen = nil // after a record of many keys: let its memory go
+	} else {
+		clear(f.extraSeen)
+	}
 	if !parsed {
 		if !utf8.ValidString(f.s) {
 			return &rejection{table: warehouse.DataTable, syntax: true, reason: "the record is not valid UTF-8"}
@@ -454,6 +461,14 @@ func (f *Flattener) walk(t *table, pn *pathNode, obj int32, lv, nl int32, skip i
 		n := &nodes[c]
 		if n.kind == kindGone || c == skip {
 			continue
+		}
+		if n.kind != kindObject && n.kind != kindArray && !f.room(t) {
+			if done, r := f.extraOnly(t, pn, c); done {
+				if r != nil {
+					return r
+				}
+				continue
+			}
 		}
 		ch := f.child(pn, c)
 		if ch.bad != "" {
@@ -583,6 +598,80 @@ func (f *Flattener) scalar(t *table, pn *pathNode, c int32) *rejection {
 		f.extra = append(f.extra, "false"...)
 	}
 	return nil
+}
+
+// extraKey is a field written by extraOnly: its table and flattened name.
+type extraKey struct {
+	t    *table
+	name string
+}
+
+// extraOnly writes scalar member c of an object at path pn straight to
+// _sdc_extra when t has no room for a column and nothing is known of the field
+// (no cached naming, no column, no field): the naming cache and the fields are
+// not grown for it. Without this, one object of a million keys cost ~400 bytes
+// of heap per key (docs/performance.md, "Memory budget"). It reports false when
+// the field must take the ordinary path. Duplicates and names that collide
+// are found with f.extraSeen, per row, as the ordinary path finds them with its
+// stamps.
+func (f *Flattener) extraOnly(t *table, pn *pathNode, c int32) (bool, *rejection) {
+	n := &f.p.nodes[c]
+	key := f.s[n.ks:n.ke]
+	if n.kesc {
+		key, _ = unescape(key)
+	}
+	if pn.kids[key] != nil {
+		return false, nil
+	}
+	seg := normalize(key)
+	name := seg
+	if pn.name != "" {
+		name = pn.name + "__" + seg
+	}
+	col := shorten(name, maxColumnName)
+	if _, ok := t.index[col]; ok || t.fields[col] != nil {
+		return false, nil
+	}
+	src := key
+	if pn.src != "" {
+		src = pn.src + "." + key
+	}
+	if why := reservedKey(seg); why != "" {
+		return true, &rejection{table: t.name, reason: fmt.Sprintf("the field %q %s", clip(src, 200), why)}
+	}
+	if f.extraSeen == nil {
+		f.extraSeen = map[extraKey]uint64{}
+	}
+	k := extraKey{t, col}
+	if at, ok := f.extraSeen[k]; ok && at == f.rowID {
+		return true, &rejection{table: t.name, collision: true, reason: fmt.Sprintf("the field %q appears twice, or shares its column name %q with another field", clip(src, 200), col)}
+	}
+	f.extraSeen[k] = f.rowID
+	if n.kind == kindNull {
+		return true, nil
+	}
+	if _, _, why := scalarValue(f.s, n); why != "" {
+		return true, &rejection{table: t.name, reason: fmt.Sprintf("the field %q %s", clip(src, 200), why)}
+	}
+	if len(f.extra) == 0 {
+		f.extra = append(f.extra, '{')
+	} else {
+		f.extra = append(f.extra, ',')
+	}
+	f.extra = append(f.extra, '"')
+	f.extra = append(f.extra, name...)
+	f.extra = append(f.extra, '"', ':')
+	switch n.kind {
+	case kindString:
+		f.extra = append(f.extra, f.s[n.vs-1:n.ve+1]...)
+	case kindNumber:
+		f.extra = append(f.extra, f.s[n.vs:n.ve]...)
+	case kindTrue:
+		f.extra = append(f.extra, "true"...)
+	default:
+		f.extra = append(f.extra, "false"...)
+	}
+	return true, nil
 }
 
 // child returns the naming of member c of an object at path pn.

@@ -55,7 +55,11 @@ type Options struct {
 	TrimEvery time.Duration
 	// MaxBatchBytes caps the bodies read into one batch.
 	MaxBatchBytes int
-	Observe       Observer
+	// AttemptsDir, if set, holds a note of each large load in progress, so
+	// that a start after the process was killed during one (perhaps for
+	// memory) splits that batch instead of being killed again (split.go).
+	AttemptsDir string
+	Observe     Observer
 	// Resets records resets so that one interrupted by a restart is redone or
 	// its reload shown (control.Store); nil: resets are not recorded.
 	Resets Resets
@@ -129,6 +133,8 @@ type worker struct {
 	resetting    bool // handling a reset now
 	resetSeenAt  time.Time
 	resetSeenPos uint64
+	// Splitting (split.go); only the worker's goroutine uses these.
+	split split
 }
 
 func newWorker(in control.Integration) *worker {
@@ -334,6 +340,8 @@ func (l *Loader) run(w *worker) {
 		backoff  time.Duration
 		lastTrim time.Time
 		lastWarn time.Time
+		attempts = attempts{dir: l.opts.AttemptsDir}
+		started  bool
 	)
 	stopping := func() bool { return l.ctx.Err() != nil }
 	deleted := func() bool { return w.integration().DeletedAt != nil }
@@ -371,6 +379,16 @@ func (l *Loader) run(w *worker) {
 				backoff = nextBackoff(backoff)
 				sleep(l.ctx, backoff)
 				continue
+			}
+			if !started {
+				started = true
+				if prev, ok := attempts.unfinished(w.id, st.Position); ok {
+					w.split = prev
+					if w.split.outOfMemory(st.Position, prev.limit) {
+						logger.Warn("the last run was stopped while it loaded the next batch (killed, perhaps for memory); loading that batch split",
+							"records", prev.limit, "next_batch_records", w.split.limit, "rejecting_one", w.split.rejectAt != 0)
+					}
+				}
 			}
 			if l.log.Head(w.id).Position <= st.Position {
 				w.mu.Lock() // nothing left to load: the failure is over
@@ -439,11 +457,24 @@ func (l *Loader) run(w *worker) {
 		if ready == nil {
 			ready, err = l.prepareBatch(ctx, w, fl, st)
 		}
+		var records int
+		if ready != nil {
+			records = ready.records
+		}
 		var following *prepared
 		if err == nil {
 			following, err = l.commitPipelined(ctx, w, fl, ready)
 		}
 		cancel()
+		if err != nil && errors.Is(err, warehouse.ErrOutOfMemory) && w.split.outOfMemory(st.Position, records) {
+			// Not a failure of the warehouse: the batch did not fit in its
+			// memory. Nothing of it was written; the next try reads fewer
+			// records (or rejects the one that never fits), at once.
+			fl, ready = nil, nil
+			logger.Warn("the batch did not fit in the warehouse's memory; splitting it", "records", records,
+				"next_batch_records", w.split.limit, "rejecting_one", w.split.rejectAt != 0, "err", err)
+			continue
+		}
 		if err != nil {
 			fl, ready = nil, nil // schema knowledge and state are re-read before the next try
 			fails(err, "load failed")
@@ -458,6 +489,7 @@ func (l *Loader) run(w *worker) {
 			continue
 		}
 		next := ready.batch.State
+		w.split.committed(next.Position, ready.records, l.opts.BatchSize)
 		ready = following
 		if backoff > 0 {
 			logger.Info("loading recovered")
@@ -540,6 +572,7 @@ func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
 type prepared struct {
 	batch            *warehouse.Batch
 	records          int
+	bytes            int // of the records' bodies
 	loaded, rejected int
 	start            time.Time
 }
@@ -549,7 +582,7 @@ type prepared struct {
 // following batch is returned only if p committed; on any error it is dropped and
 // the caller re-reads the state from the warehouse.
 func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
-	if l.ctx.Err() != nil || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+	if l.ctx.Err() != nil || w.split.active() || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
 		return nil, l.commitBatch(ctx, w, p)
 	}
 	var (
@@ -574,11 +607,14 @@ func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, 
 // prepareBatch reads the records after st and flattens them into a batch.
 func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st warehouse.State) (*prepared, error) {
 	in := w.integration()
-	recs, err := l.log.Read(ctx, in.ID, st.Position, l.opts.BatchSize, l.opts.MaxBatchBytes)
+	recs, err := l.log.Read(ctx, in.ID, st.Position, w.split.size(l.opts.BatchSize), l.opts.MaxBatchBytes)
 	if err != nil {
 		return nil, err
 	}
 	p := &prepared{start: time.Now(), records: len(recs)}
+	for _, r := range recs {
+		p.bytes += len(r.Body)
+	}
 	next := st
 	next.Installation = l.opts.Installation
 	for i, r := range recs {
@@ -599,7 +635,12 @@ func (l *Loader) prepareBatch(ctx context.Context, w *worker, fl *Flattener, st 
 		}
 		next.Sequence = seq
 		next.Position = r.Position
-		fl.Add(Input{ID: r.ID, ReceivedAt: r.ReceivedAt, Sequence: seq, Body: r.Body})
+		rec := Input{ID: r.ID, ReceivedAt: r.ReceivedAt, Sequence: seq, Body: r.Body}
+		if reason, truncate, ok := w.split.reject(r.Position); ok {
+			fl.Reject(rec, reason, truncate)
+			continue
+		}
+		fl.Add(rec)
 	}
 	tables, loaded, rejected := fl.Take(time.Now())
 	p.loaded, p.rejected = loaded, rejected
@@ -617,7 +658,12 @@ func (l *Loader) commitBatch(ctx context.Context, w *worker, p *prepared) error 
 	}
 	now := warehouse.UTC(time.Now())
 	stampBatchedAt(p.batch.Tables, now)
-	if err := l.wh.Load(ctx, p.batch); err != nil {
+	noted := p.bytes >= attemptNoteBytes && attempts{dir: l.opts.AttemptsDir}.begin(p.batch.Integration, p.batch.Prev.Position, p.records, w.split)
+	err := l.wh.Load(ctx, p.batch)
+	if noted {
+		attempts{dir: l.opts.AttemptsDir}.end(p.batch.Integration)
+	}
+	if err != nil {
 		return fmt.Errorf("loader: integration %d: load %d records into schema %s: %w", p.batch.Integration, p.records, p.batch.Schema, err)
 	}
 	faults.Point(faults.LoaderAfterCommit)

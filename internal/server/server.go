@@ -113,12 +113,20 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		s.state.Close()
 		return nil, err
 	}
+	budget := cfg.Budget()
+	logger.Info("memory budget", "split", budget.String())
 	whLogger := logger.With("component", "warehouse")
 	if cfg.Warehouse == "" {
 		// The embedded warehouse is a local file: failing to open it at start is
 		// fatal. Later, after a fatal DuckDB error, it is opened again.
 		open := func(ctx context.Context) (warehouse.Warehouse, error) {
-			return duckdb.Open(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), whLogger)
+			return duckdb.OpenWith(ctx, filepath.Join(cfg.Data, "warehouse.duckdb"), duckdb.Options{
+				MemoryLimit: budget.DuckDB, Threads: budget.DuckDBThreads,
+				// Only for a checkpoint at open that does not fit in the
+				// pool (see duckdb.Options): a short overshoot of DuckDB's
+				// share, taken from the Go heap's.
+				RecoveryMemoryLimit: budget.DuckDB + budget.GoHeap/2,
+			}, whLogger)
 		}
 		first, err := open(ctx)
 		if err != nil {
@@ -140,6 +148,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		}
 		s.wh = lazy
 	}
+	// Notes of large loads in progress: a start after a kill during one splits it.
+	attemptsDir := filepath.Join(cfg.Data, "loading")
+	if err := os.MkdirAll(attemptsDir, 0o700); err != nil {
+		s.wh.Close()
+		s.state.Close()
+		return nil, fmt.Errorf("server: create %s: %w", attemptsDir, err)
+	}
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 	s.pauseAheadOfLog(pctx) // before loading starts (backup.go)
 	pcancel()
@@ -147,6 +162,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		Installation: ctl.Installation(),
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics, Resets: ctl,
+		MaxBatchBytes: int(budget.BatchBytes), AttemptsDir: attemptsDir,
 	}, logger.With("component", "loader"))
 	s.loader.Start()
 	s.history.Start() // after the loader: it samples the loader's lag
@@ -212,7 +228,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/clients/{id}/token/{token}", &ingest.Handler{
 		Auth: s.control, Log: s.state, MaxBody: s.cfg.MaxBody, RetryAfter: 5,
 		Logger: s.logger.With("component", "ingest"), Observe: s.metrics,
-		Large:    ingest.NewSlots(8),
+		Large:    ingest.NewSlots(s.cfg.Budget().LargeSlots),
 		Failures: &ingest.FailLimiter{Rate: 2, Burst: 50},
 		Verify:   s.control, Dedupe: s.state,
 	})

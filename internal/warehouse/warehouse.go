@@ -168,6 +168,11 @@ var ErrReadOnly = errors.New("warehouse: query must be read-only")
 // the batch's Prev: another loader or another installation moved it.
 var ErrStateMismatch = errors.New("warehouse: the stored load state does not match")
 
+// ErrOutOfMemory is wrapped by Load errors when the warehouse ran out of memory
+// for the batch (DuckDB past its memory_limit, PostgreSQL's SQLSTATE 53200).
+// Nothing of the batch was written; the loader splits it and tries again.
+var ErrOutOfMemory = errors.New("warehouse: out of memory")
+
 // StateTable is hookhouse's own bookkeeping table, in its own schema.
 const (
 	StateSchema = "_hookhouse"

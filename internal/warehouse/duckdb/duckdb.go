@@ -100,25 +100,62 @@ func BackupDir(path string) string {
 	return filepath.Join(filepath.Dir(path), "backup.tmp")
 }
 
+// Options bound the memory DuckDB uses; the zero value picks defaults from the
+// machine (see memoryLimit).
+type Options struct {
+	// MemoryLimit is DuckDB's memory_limit: its buffer pool, which spills to
+	// its temp directory, <file>.tmp, beyond it. (The directory cannot be set
+	// with external access disabled.) 0: memoryLimit().
+	MemoryLimit int64
+	// Threads is DuckDB's worker threads. 0: half the cores.
+	Threads int
+	// RecoveryMemoryLimit, if above MemoryLimit, is the memory_limit of a
+	// one-off open when the file cannot be opened within MemoryLimit: DuckDB
+	// replays its WAL and checkpoints at open, and a checkpoint of 1,000-column
+	// tables can need more than a small pool. Without it such a file could not
+	// be opened again (and an autocheckpoint that failed for memory leaves the
+	// instance invalidated, so it must be). The one-off open checkpoints and
+	// closes; the file is then opened within MemoryLimit.
+	RecoveryMemoryLimit int64
+}
+
+// allocatorConfig makes DuckDB's allocator (jemalloc) return freed memory
+// promptly: by default it keeps up to 128 MiB per thread cached after a task and
+// flushes bulk frees only past 512 MiB, memory that counts in the process's RSS
+// but in no limit. Measured in docs/performance.md ("Memory budget").
+var allocatorConfig = []struct{ name, value string }{
+	{"allocator_flush_threshold", "16MiB"},
+	{"allocator_bulk_deallocation_flush_threshold", "16MiB"},
+	{"allocator_background_threads", "true"},
+}
+
 // DSN is the DuckDB connection string Open uses for path: the file with
 // instanceConfig, the thread cap and the memory cap (Open then applies
 // lockDown). Benchmarks use it to measure bare DuckDB with the same settings.
-func DSN(path string) string {
+func DSN(path string) string { return dsn(path, Options{}) }
+
+func dsn(path string, o Options) string {
 	q := url.Values{}
 	for _, o := range instanceConfig {
 		q.Set(o.name, o.value)
 	}
-	q.Set("threads", strconv.Itoa(max(1, runtime.NumCPU()/2)))
-	q.Set("memory_limit", strconv.FormatInt(memoryLimit()>>20, 10)+"MiB")
+	for _, o := range allocatorConfig {
+		q.Set(o.name, o.value)
+	}
+	if o.Threads <= 0 {
+		o.Threads = max(1, runtime.NumCPU()/2)
+	}
+	if o.MemoryLimit <= 0 {
+		o.MemoryLimit = memoryLimit()
+	}
+	q.Set("threads", strconv.Itoa(o.Threads))
+	q.Set("memory_limit", strconv.FormatInt(max(o.MemoryLimit>>20, 32), 10)+"MiB")
 	return path + "?" + q.Encode()
 }
 
-// maxMemory caps DuckDB's buffer pool, which by default may grow to 80% of the
-// machine's memory and lives in the server process next to the Go heap (capped
-// at 1 GiB by serve). Measured with e2e TestHostileRequests: 64 concurrent 19 MiB
-// bodies took the process to 5.0–5.8 GiB with DuckDB's default and to 3.4–4.5 GiB
-// with this cap (1.5 GiB did no better), loading everything. A 1 GB cap with 16 MB
-// checkpoints made a checkpoint run out of memory.
+// maxMemory caps DuckDB's buffer pool when no Options.MemoryLimit is given
+// (tests, benchmarks): by default DuckDB may grow to 80% of the machine's memory.
+// The server passes its share of --memory-limit instead.
 const maxMemory = 2 << 30
 
 // memoryLimit is maxMemory, or half the memory this process may use when that is
@@ -164,13 +201,50 @@ func memoryLimitFrom(meminfo, cgroupV2, cgroupV1 string) int64 {
 // own state table exists. The directory must exist. Only one process can have the
 // file open; the file is locked until Close.
 func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
+	return OpenWith(ctx, path, Options{}, logger)
+}
+
+// OpenWith is Open with memory options.
+func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	d, err := open(ctx, path, opts, logger)
+	if err == nil || opts.RecoveryMemoryLimit <= opts.MemoryLimit || !outOfMemoryText(err) {
+		return d, err
+	}
+	logger.Warn("the warehouse needs more memory than its share to open (its checkpoint); opening it once with more to checkpoint",
+		"memory_limit_mib", opts.MemoryLimit>>20, "recovery_memory_limit_mib", opts.RecoveryMemoryLimit>>20, "err", err)
+	big := opts
+	big.MemoryLimit = opts.RecoveryMemoryLimit
+	r, rerr := open(ctx, path, big, logger)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w; with memory_limit %d MiB: %w", err, big.MemoryLimit>>20, rerr)
+	}
+	_, cerr := r.rw.ExecContext(ctx, `CHECKPOINT`)
+	if err := errors.Join(cerr, r.Close()); err != nil {
+		return nil, fmt.Errorf("duckdb: open %s: checkpoint with memory_limit %d MiB: %w", path, big.MemoryLimit>>20, err)
+	}
+	return open(ctx, path, opts, logger)
+}
+
+// outOfMemoryText reports whether err says DuckDB ran out of memory. Not all
+// such errors are typed: a COMMIT that cannot pin a block fails as a
+// "TransactionContext Error", an open as a plain error. Only hookhouse's own
+// statements are judged by this (never a user query's error).
+func outOfMemoryText(err error) bool {
+	if outOfMemory(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "Out of Memory") || strings.Contains(msg, "failed to pin block") || strings.Contains(msg, "could not allocate block")
+}
+
+func open(ctx context.Context, path string, opts Options, logger *slog.Logger) (*DB, error) {
 	if path == "" || strings.ContainsAny(path, "?#%") {
 		return nil, fmt.Errorf("duckdb: open %q: the path must be non-empty and must not contain '?', '#' or '%%'", path)
 	}
-	connector, err := duckdb.NewConnector(DSN(path), nil)
+	connector, err := duckdb.NewConnector(dsn(path, opts), nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open %s: %w (is another hookhouse process using this data directory?)", path, err)
 	}

@@ -46,6 +46,9 @@ func (d *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 	start := time.Now()
 	rows, err := d.load(ctx, b)
 	if err != nil {
+		if outOfMemoryText(err) {
+			err = fmt.Errorf("%w: %w", warehouse.ErrOutOfMemory, err)
+		}
 		return fmt.Errorf("duckdb: load integration %d into schema %s: %w", b.Integration, b.Schema, err)
 	}
 	d.logger.Debug("batch loaded", "integration", b.Integration, "schema", b.Schema,
@@ -154,6 +157,13 @@ func (d *DB) advanceState(ctx context.Context, conn *sql.Conn, b *warehouse.Batc
 		return fmt.Errorf("store load state: %w", err)
 	}
 	return warehouse.Mismatch(b, stored, err == nil)
+}
+
+// outOfMemory reports whether err is DuckDB's "Out of Memory Error": the load
+// needed more than memory_limit (and the temp directory) could give.
+func outOfMemory(err error) bool {
+	var de *duckdb.Error
+	return errors.As(err, &de) && de.Type == duckdb.ErrorTypeOutOfMemory
 }
 
 // validateBatch catches what would otherwise surface as confusing SQL errors.

@@ -105,7 +105,15 @@ func (e *LoadError) Error() string {
 	return sb.String()
 }
 
-func (e *LoadError) Unwrap() error { return e.Err }
+// Unwrap is Err, and warehouse.ErrOutOfMemory when PostgreSQL ran out of memory
+// (SQLSTATE 53200), so that the loader splits the batch.
+func (e *LoadError) Unwrap() []error {
+	var pgErr *pgconn.PgError
+	if errors.As(e.Err, &pgErr) && pgErr.Code == "53200" {
+		return []error{e.Err, warehouse.ErrOutOfMemory}
+	}
+	return []error{e.Err}
+}
 
 // load is the state of one Load transaction.
 type load struct {
