@@ -276,9 +276,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, start time.Ti
 			return err
 		}
 		held = true
-		if waited := time.Since(waitStart); waited > 10*time.Millisecond {
-			extendDeadlines(w, r, start, waited)
-		}
+		extendDeadlines(w, r, start, time.Since(waitStart))
 		return nil
 	})
 	if held {
@@ -288,21 +286,33 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, start time.Ti
 	return data, err
 }
 
-// extendDeadlines moves the connection's read and write deadlines out by the
-// time the request waited for a large-body slot. The wait is the server's doing:
-// without this, a client sending at full speed would have its body read cut off
-// by --read-timeout and get a 400 it must not retry, instead of a 200.
+// extendDeadlines gives a request that now holds a large-body slot a fresh
+// --read-timeout (and write timeout) from now for the rest of its body, or
+// moves them out by the time it waited for the slot when that is later. The
+// wait, and reading the other large bodies on a busy machine, are the server's
+// doing: without this, a client sending at full speed would have its body read
+// cut off by --read-timeout and get a 400 it must not retry, instead of a 200.
+// A client trickling its body is still cut off: it gets at most the timeout for
+// its first MiB and the timeout again for the rest.
 func extendDeadlines(w http.ResponseWriter, r *http.Request, start time.Time, waited time.Duration) {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
 		return
 	}
+	now := time.Now()
+	later := func(timeout time.Duration) time.Time {
+		d := start.Add(timeout + waited)
+		if fresh := now.Add(timeout); fresh.After(d) {
+			return fresh
+		}
+		return d
+	}
 	rc := http.NewResponseController(w)
 	if srv.ReadTimeout > 0 {
-		_ = rc.SetReadDeadline(start.Add(srv.ReadTimeout + waited))
+		_ = rc.SetReadDeadline(later(srv.ReadTimeout))
 	}
 	if srv.WriteTimeout > 0 {
-		_ = rc.SetWriteDeadline(start.Add(srv.WriteTimeout + waited))
+		_ = rc.SetWriteDeadline(later(srv.WriteTimeout))
 	}
 }
 
