@@ -231,6 +231,15 @@ func (s *Store) applySecret(key string, value []byte) {
 	}
 }
 
+// quickGetter reads a value waiting at most d (state.JetStream).
+type quickGetter interface {
+	GetWithin(d time.Duration, key string) ([]byte, error)
+}
+
+// authReadWait bounds Authorize's read of a stored URL, so that the append
+// after it still has its whole time (4 s) within the 5 s a webhook may wait.
+const authReadWait = 750 * time.Millisecond
+
 // Authorize reports whether token is an active token of integration intID, as
 // Authenticate does. When the cache may be behind other nodes (Follow), it reads
 // the URL's stored record instead; it returns ErrUnavailable when that cannot be
@@ -257,7 +266,11 @@ func (s *Store) Authorize(intID int64, token string, now time.Time) (bool, error
 	case !known:
 		return false, ErrUnavailable
 	}
-	v, err := s.kv.Get(keyURL + id(uid))
+	get := s.kv.Get
+	if q, ok := s.kv.(quickGetter); ok {
+		get = func(key string) ([]byte, error) { return q.GetWithin(authReadWait, key) }
+	}
+	v, err := get(keyURL + id(uid))
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

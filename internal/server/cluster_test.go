@@ -276,9 +276,22 @@ func TestClusterServe(t *testing.T) {
 	if pub := getStatus(t, b, ""); pub.Cluster == nil || pub.Cluster.NATS != nil || pub.Cluster.Node != "hh-b" {
 		t.Fatalf("public status cluster block: %+v, want the node's name only", pub.Cluster)
 	}
+	if len(st.Cluster.NATS.Replicas) != 3 || !st.Cluster.NATS.Replicas[0].Leader || st.Cluster.NATS.ControlWatch != "current" {
+		t.Errorf("status replicas %+v, control watch %q; want 3, the leader first, and current", st.Cluster.NATS.Replicas, st.Cluster.NATS.ControlWatch)
+	}
+	for _, in := range st.Integrations {
+		if strings.Contains(fmt.Sprint(in), adminKey) || strings.Contains(fmt.Sprint(in), token) {
+			t.Fatal("status holds a secret")
+		}
+	}
+	page := get(t, "http://"+b.Addr()+"/status", adminKey)
+	if !strings.Contains(page, `id="cluster"`) || !strings.Contains(page, `<code id="cluster-node">hh-b</code>`) ||
+		strings.Count(page, "data-replica=") != 3 || !strings.Contains(page, "Loaded by") {
+		t.Errorf("/status lacks the cluster panel:\n%s", page)
+	}
 	metrics := get(t, "http://"+b.Addr()+"/metrics", "")
-	if !strings.Contains(metrics, `hookhouse_node_info{node="hh-b"} 1`) {
-		t.Errorf("metrics lack hookhouse_node_info for hh-b")
+	if !strings.Contains(metrics, `hookhouse_node_info{node="hh-b"} 1`) || strings.Count(metrics, "hookhouse_nats_replica_current{") != 3 {
+		t.Errorf("metrics lack hookhouse_node_info for hh-b or the 3 replicas")
 	}
 	// Backups are NATS's in cluster mode.
 	req, _ := http.NewRequest("POST", "http://"+b.Addr()+"/api/v1/backup", nil)
@@ -337,6 +350,16 @@ func TestClusterServe(t *testing.T) {
 		if took > 5*time.Second {
 			t.Errorf("node %s with NATS down answered after %s, want within 5s", n.cfg.NodeName, took)
 		}
+	}
+	// NATS back: the nodes take webhooks again, and shut down in order.
+	for i := range 3 {
+		nc.Restart(i)
+	}
+	a.waitStatus(t, in.ID, token3, http.StatusOK, 30*time.Second)
+	for _, n := range []*clusterNode{a, b} {
+		start := time.Now()
+		n.stop()
+		t.Logf("node %s stopped in %s", n.cfg.NodeName, time.Since(start).Round(time.Millisecond))
 	}
 }
 
