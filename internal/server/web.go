@@ -23,8 +23,9 @@ func (s *Server) registerWeb(mux *http.ServeMux) {
 			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus, Reset: s.reset,
 			History: s.history.Points, // opened in Open before the handler is built
 			// Logins are kept in the state (hashed), so a restart does not end them.
-			Sessions:  s.state,
-			PublicURL: s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
+			Sessions:       s.state,
+			SharedSessions: s.cluster != nil,
+			PublicURL:      s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
 		})
 		if err != nil {
 			// The templates are embedded in the binary: this is a build defect, and

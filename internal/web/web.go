@@ -142,6 +142,11 @@ type Options struct {
 	History func(integration int64, w history.Window) []history.Point
 	// Sessions keeps logins across restarts (state.Pebble). Nil: in memory only.
 	Sessions SessionStore
+	// SharedSessions says that other nodes of a cluster log in and out in the
+	// same Sessions store (which must then have Get): every request checks
+	// its session there, so a login works on every node and a logout ends it
+	// on every node.
+	SharedSessions bool
 	// PublicURL builds webhook URLs; an https URL also makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
@@ -184,7 +189,7 @@ func New(opts Options) (*Web, error) {
 		opts:     opts,
 		secure:   strings.HasPrefix(strings.ToLower(opts.PublicURL), "https://"),
 		pages:    pages,
-		sessions: newSessions(opts.SessionTTL, opts.Now, opts.Sessions, opts.Logger),
+		sessions: newSessions(opts.SessionTTL, opts.Now, opts.Sessions, opts.Logger).share(opts.SharedSessions),
 		static:   http.StripPrefix("/static/", http.FileServerFS(static)),
 		origin:   http.NewCrossOriginProtection(),
 	}
