@@ -736,16 +736,15 @@ func (s *Store) FlushLastUsed() error {
 	if len(used) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	keys := make([]string, 0, len(used))
 	for uid := range used {
 		keys = append(keys, urlKey(uid))
 	}
 	sort.Strings(keys)
 	// Read, change and write each URL's stored record: a copy from the cache
-	// could be older than a revocation another node just made.
-	err := s.change(keys, func(cur map[string][]byte) (map[string][]byte, error) {
+	// could be older than a revocation another node just made. Without s.mu,
+	// so that webhooks are checked meanwhile.
+	cur, written, err := s.cas(keys, func(cur map[string][]byte) (map[string][]byte, error) {
 		vals := map[string]any{}
 		for uid, t := range used {
 			u, err := decodeURL(cur[urlKey(uid)])
@@ -773,6 +772,21 @@ func (s *Store) FlushLastUsed() error {
 		}
 		s.usedMu.Unlock()
 		return err
+	}
+	// Into the cache only where it still holds what was read: a revocation
+	// made meanwhile (here or, through the watch, elsewhere) stays.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range written {
+		var uid int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(k, keyURL), "%d", &uid); err != nil {
+			continue
+		}
+		if u := s.urls[uid]; u != nil {
+			if b, err := json.Marshal(u); err == nil && bytes.Equal(b, cur[k]) {
+				s.applyLocked(k, v)
+			}
+		}
 	}
 	return nil
 }
