@@ -493,6 +493,9 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 			return fmt.Errorf("the data dir's log of integration %d has no record %d (its head is %d): the state is damaged", l.Integration, after+1, l.Head)
 		}
 		for len(recs) > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			var body []byte
 			var at time.Time
 			n := 0
