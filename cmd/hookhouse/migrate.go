@@ -104,8 +104,18 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 			return c.printJSON(planJSON(o, plan))
 		}
 		fmt.Fprintf(c.stdout, "%s was migrated into the stream %s at %s: nothing to copy.\n", o.from, o.stream, formatTime(*plan.Done.FinishedAt))
+		diverged := false
 		for _, l := range plan.Logs {
-			fmt.Fprintf(c.stdout, "  integration %d: the cluster's log is at position %s, the data dir's at %s\n", l.Integration, thousands(int64(l.InCluster)), thousands(int64(l.Head)))
+			line := fmt.Sprintf("  integration %d: the cluster's log is at position %s, the data dir's at %s", l.Integration, thousands(int64(l.InCluster)), thousands(int64(l.Head)))
+			if l.Diverged {
+				line += ": the data dir holds records the cluster does not"
+				diverged = true
+			}
+			fmt.Fprintln(c.stdout, line)
+		}
+		if diverged {
+			fmt.Fprintf(c.stderr, "Warning: the single node on %s took webhooks after the migration; those records are not in the cluster and cannot be copied now (their positions may be taken). "+
+				"Re-send them from the provider, or import them (hookhouse import).\n", o.from)
 		}
 		o.nextSteps(c.stdout)
 		return nil

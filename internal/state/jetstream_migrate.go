@@ -100,6 +100,10 @@ type MigrationLog struct {
 	Copied uint64
 	// Claims is how many delivery-id claims count (at the plan's time).
 	Claims uint64
+	// Diverged (a finished migration only): the data dir holds records the
+	// cluster does not have; the single node took webhooks after the
+	// migration.
+	Diverged bool
 }
 
 // Records is how many records of the log the node still holds.
@@ -239,6 +243,9 @@ func (j *JetStream) PlanMigration(ctx context.Context, src MigrationSource) (*Mi
 				return nil, fmt.Errorf("read the cluster's log of integration %d: %w", id, j.unavailable(err))
 			}
 			l.InCluster = ch.Position
+			if l.Diverged, err = j.diverged(ctx, src, l); err != nil {
+				return nil, err
+			}
 		}
 		p.Present += min(l.InCluster, l.Head) - min(l.InCluster, l.First-1)
 		if p.Done == nil {
@@ -251,6 +258,29 @@ func (j *JetStream) PlanMigration(ctx context.Context, src MigrationSource) (*Mi
 		p.Logs = append(p.Logs, l)
 	}
 	return p, nil
+}
+
+// diverged says whether the node's last record is missing from the cluster,
+// or is another record there.
+func (j *JetStream) diverged(ctx context.Context, src MigrationSource, l MigrationLog) (bool, error) {
+	if l.Head > l.InCluster {
+		return true, nil
+	}
+	if l.Head < l.First {
+		return false, nil
+	}
+	ours, err := src.Read(l.Integration, l.Head-1, 1, 1)
+	if err != nil {
+		return false, err
+	}
+	theirs, err := j.Read(ctx, l.Integration, l.Head-1, 1, 1)
+	if err != nil {
+		return false, err
+	}
+	if len(ours) != 1 || len(theirs) != 1 || theirs[0].Position != l.Head {
+		return false, nil // retention removed it from the cluster: cannot tell
+	}
+	return theirs[0].ID != ours[0].ID, nil
 }
 
 // checkEmpty refuses a cluster without an installation id that holds
