@@ -488,3 +488,74 @@ func TestMigrateDiverged(t *testing.T) {
 		t.Fatalf("plan after the node took more: %+v", plan)
 	}
 }
+
+// BenchmarkMigrate copies a node of 50,000 records of 500 bytes (and 10,000
+// live claims) into the embedded 3-server cluster (sync always) and reports
+// records/s and claims/s. Run with -benchtime=1x.
+func BenchmarkMigrate(b *testing.B) {
+	const records, claims = 50000, 10000
+	dir := b.TempDir()
+	p, err := state.OpenPebble(dir, quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctl, err := control.Open(p, state.ErrNotFound, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ctl.Create(control.NewIntegration{Name: "bench", Type: control.TypeVero}, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"pad":"` + strings.Repeat("x", 490) + `"}`)
+	ctx := context.Background()
+	for i := 0; i < records-claims; i += 100 {
+		bodies := make([][]byte, 100)
+		for k := range bodies {
+			bodies[k] = body
+		}
+		if _, err := p.Append(ctx, 1, time.Now(), bodies); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range claims {
+		if _, _, err := p.AppendOnce(ctx, 1, time.Now(), fmt.Sprintf("d%d", i), time.Hour, [][]byte{body}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p.Close()
+	src, err := state.OpenPebbleReadOnly(dir, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	c := natstest.Start(b, 3)
+	b.ResetTimer()
+	for i := range b.N {
+		nc := connect(b, c.URLs())
+		j, err := state.OpenJetStreamForMigration(ctx, nc, quiet, state.JetStreamOptions{Name: fmt.Sprintf("bench%d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plan, err := j.PlanMigration(ctx, src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		var recsDone time.Duration
+		err = j.Migrate(ctx, src, plan, state.MigrateOptions{
+			Progress: func(n uint64) {
+				if n == plan.ToCopy {
+					recsDone = time.Since(start)
+				}
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		all := time.Since(start)
+		b.ReportMetric(float64(plan.ToCopy)/recsDone.Seconds(), "records/s")
+		b.ReportMetric(float64(plan.Claims)/(all-recsDone).Seconds(), "claims/s")
+		j.Close()
+		nc.Close()
+	}
+}
