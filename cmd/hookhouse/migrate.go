@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookhouse/hookhouse/internal/secretbox"
 	"github.com/hookhouse/hookhouse/internal/state"
 )
 
@@ -123,6 +125,9 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 	if !c.json {
 		o.printPlan(c.stdout, plan)
 	}
+	if w := secretKeyWarning(src, o.from); w != "" {
+		fmt.Fprintf(c.stderr, "Warning: %s\n", w)
+	}
 	if !o.yes {
 		if err := c.confirmMigrate(o, plan); err != nil {
 			return err
@@ -197,6 +202,51 @@ func openSource(dir string) (*state.PebbleReader, error) {
 			"Stop it first: migrate copies the state of a stopped node, so that nothing it accepts afterwards is left behind", dir, filepath.Join(stateDir, "LOCK"))
 	}
 	return r, err
+}
+
+// secretKeyWarning checks that the key the next steps name (HOOKHOUSE_SECRET_KEY,
+// else <from>/secret.key) opens the node's sealed signing secrets, and says
+// what is wrong if not ("" when it does, or when there are none). The nodes
+// need that key; without it they refuse to start.
+func secretKeyWarning(src *state.PebbleReader, from string) string {
+	var sealed [][]byte
+	_ = src.Scan("secret/", func(_ string, v []byte) error {
+		var st struct {
+			Sealed []byte `json:"sealed"`
+		}
+		if json.Unmarshal(v, &st) == nil && len(st.Sealed) > 0 {
+			sealed = append(sealed, st.Sealed)
+		}
+		return nil
+	})
+	if len(sealed) == 0 {
+		return ""
+	}
+	where := "HOOKHOUSE_SECRET_KEY"
+	text := strings.TrimSpace(os.Getenv("HOOKHOUSE_SECRET_KEY"))
+	if text == "" {
+		where = filepath.Join(from, secretbox.KeyFile)
+		b, err := os.ReadFile(where)
+		if err != nil {
+			return fmt.Sprintf("the node's %d signing secrets are sealed with a key that is neither in %s nor in HOOKHOUSE_SECRET_KEY; "+
+				"the cluster nodes need that key to verify deliveries (they refuse to start without it)", len(sealed), where)
+		}
+		text = string(b)
+	}
+	key, err := secretbox.ParseKey(text)
+	if err != nil {
+		return fmt.Sprintf("%s: %v; the cluster nodes need the key the node's signing secrets are sealed with", where, err)
+	}
+	box, err := secretbox.New(key)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", where, err)
+	}
+	for _, v := range sealed {
+		if _, err := box.Open(v); err != nil {
+			return fmt.Sprintf("the key in %s does not open the node's signing secrets: the cluster nodes need the key they were sealed with", where)
+		}
+	}
+	return ""
 }
 
 // connectNATS connects to the cluster with the options serve takes.

@@ -16,7 +16,9 @@ import (
 
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/natstest"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
 	"github.com/hookhouse/hookhouse/internal/state"
+	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
 // singleNode makes a real single node's data dir through the state and
@@ -163,5 +165,52 @@ func TestMigrateCommandRefusesDirs(t *testing.T) {
 	}
 	if code, _, stderr := runMigrate("--nats", "nats://127.0.0.1:1"); code != 2 || !strings.Contains(stderr, "--from DIR is required") {
 		t.Errorf("no --from: exit %d, %s", code, stderr)
+	}
+}
+
+// TestMigrateSecretKeyWarning: the key the next steps name must open the
+// node's sealed signing secrets; a wrong or missing one is said before
+// copying.
+func TestMigrateSecretKeyWarning(t *testing.T) {
+	t.Setenv("HOOKHOUSE_SECRET_KEY", "")
+	dir := t.TempDir()
+	quiet := slog.New(slog.DiscardHandler)
+	p, err := state.OpenPebble(filepath.Join(dir, "state"), quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := control.Open(p, state.ErrNotFound, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.Load(dir, "") // writes dir/secret.key
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.SetSealer(box); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Create(control.NewIntegration{Name: "gh", Type: control.TypeWebhooks,
+		Verify: &verify.Config{Scheme: verify.GitHub}, Secret: "it-is-a-secret"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	src, err := state.OpenPebbleReadOnly(filepath.Join(dir, "state"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if w := secretKeyWarning(src, dir); w != "" {
+		t.Fatalf("the right key: %s", w)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.key"), []byte(strings.Repeat("cd", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w := secretKeyWarning(src, dir); !strings.Contains(w, "does not open") || strings.Contains(w, strings.Repeat("cd", 32)) {
+		t.Fatalf("another key: %q", w)
+	}
+	os.Remove(filepath.Join(dir, "secret.key"))
+	if w := secretKeyWarning(src, dir); !strings.Contains(w, "neither in") {
+		t.Fatalf("no key: %q", w)
 	}
 }
