@@ -4,15 +4,24 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookhouse/hookhouse/client"
+	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/natstest"
 	"github.com/hookhouse/hookhouse/internal/pgtest"
+	"github.com/hookhouse/hookhouse/internal/state"
 )
 
 // runMigrate runs 'hookhouse migrate' (a local command: no --server).
@@ -133,4 +142,149 @@ func TestMigrateToCluster(t *testing.T) {
 	if out, errs, code := runMigrate(t, args...); code != 0 || !strings.Contains(out, "nothing to copy") {
 		t.Fatalf("second migrate: exit %d\n%s\n%s", code, out, errs)
 	}
+}
+
+// TestMigrateKilled SIGKILLs a real 'hookhouse migrate' in the middle of the
+// copy and runs it again: the second run resumes from the cluster's head,
+// and the cluster then holds every record of the node exactly once, at its
+// position, with its id and receipt time.
+func TestMigrateKilled(t *testing.T) {
+	const total = 120000
+	dir := t.TempDir()
+	quiet := slog.New(slog.DiscardHandler)
+	p, err := state.OpenPebble(filepath.Join(dir, "state"), quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := control.Open(p, state.ErrNotFound, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Create(control.NewIntegration{Name: "big", Type: control.TypeVero}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < total; i += 1000 {
+		bodies := make([][]byte, 1000)
+		for k := range bodies {
+			bodies[k] = []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i+k, strings.Repeat("p", 150)))
+		}
+		if _, err := p.Append(ctx, 1, time.Now(), bodies); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+
+	c := natstest.Start(t, 3)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The copy's progress, as the cluster sees it: messages on the subject.
+	stored := func() uint64 {
+		s, err := js.Stream(ctx, "killed")
+		if err != nil {
+			return 0 // not created yet
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter("killed.rec.1"))
+		if err != nil {
+			return 0
+		}
+		return info.State.Subjects["killed.rec.1"]
+	}
+	cmd := exec.Command(binPath, "migrate", "--from", dir, "--nats", c.URLs(), "--nats-stream", "killed", "--yes")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	waitFor(t, 60*time.Second, "the copy to begin", func() (bool, string) {
+		return stored() >= 3, errb.String() // the anchor and two messages of records
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+
+	// The first run was cut off in the middle, and nodes refuse the state.
+	src, err := state.OpenPebbleReadOnly(filepath.Join(dir, "state"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := state.OpenJetStreamForMigration(ctx, nc, quiet, state.JetStreamOptions{Name: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := j.PlanMigration(ctx, src)
+	j.Close()
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plan.Resume || plan.Present == 0 || plan.Present >= total {
+		t.Fatalf("after the kill: %+v; the test needs a run cut off in the middle", plan)
+	}
+	if _, err := state.OpenJetStream(ctx, nc, quiet, state.JetStreamOptions{Name: "killed"}); err == nil || !strings.Contains(err.Error(), "has not finished") {
+		t.Fatalf("a node opened the half-copied state: %v", err)
+	}
+	t.Logf("killed after %d of %d records", plan.Present, total)
+
+	out, errs, code := runMigrate(t, "--from", dir, "--nats", c.URLs(), "--nats-stream", "killed", "--yes")
+	want := fmt.Sprintf("Done: %s records of 1 integration", thousands(total-int64(plan.Present)))
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "Resuming the migration") {
+		t.Fatalf("second run: exit %d, want %q\n%s\n%s", code, want, out, errs)
+	}
+
+	// Every record once, as the node had it.
+	node, err := state.OpenJetStream(ctx, nc, quiet, state.JetStreamOptions{Name: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	src, err = state.OpenPebbleReadOnly(filepath.Join(dir, "state"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var after uint64
+	for after < total {
+		got, err := node.Read(ctx, 1, after, 10000, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := src.Read(1, after, len(got), 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 || len(want) != len(got) {
+			t.Fatalf("after position %d: the cluster has %d records, the node %d", after, len(got), len(want))
+		}
+		for i := range got {
+			g, w := got[i], want[i]
+			if g.Position != w.Position || g.ID != w.ID || !g.ReceivedAt.Equal(w.ReceivedAt) || !bytes.Equal(g.Body, w.Body) {
+				t.Fatalf("record %d differs: cluster %d %x, node %d %x", after+uint64(i)+1, g.Position, g.ID, w.Position, w.ID)
+			}
+		}
+		after = got[len(got)-1].Position
+	}
+	if h := node.Head(1); h.Position != total {
+		t.Fatalf("the cluster's head is %d, want %d", h.Position, total)
+	}
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
 }
