@@ -391,10 +391,9 @@ func (j *JetStream) Migrate(ctx context.Context, src MigrationSource, plan *Migr
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if err := j.enter(); err != nil {
-		return err
-	}
-	defer j.leave()
+	// No enter here: the calls below enter one by one (a read lock held
+	// across them would deadlock with a Close waiting in between), and the
+	// publishes stop at Close.
 	marker := Migration{Installation: plan.Installation, State: migrationCopying, From: opts.From, StartedAt: opts.Now().UTC()}
 	if plan.Resume {
 		old, err := j.migration(ctx)
