@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/hookhouse/hookhouse/internal/config"
 	"github.com/hookhouse/hookhouse/internal/secretbox"
+	"github.com/hookhouse/hookhouse/internal/server"
 	"github.com/hookhouse/hookhouse/internal/state"
 )
 
@@ -66,8 +66,22 @@ func migrateCmd(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 		return c.usagef(fs, "--from DIR is required: the data dir of the stopped single node")
 	case o.nats == "":
 		return c.usagef(fs, "--nats URLS is required (or HOOKHOUSE_NATS): the cluster's NATS servers")
-	case o.replicas < 1:
-		return c.usagef(fs, "--nats-replicas must be at least 1")
+	case o.replicas != 1 && o.replicas != 3 && o.replicas != 5:
+		return c.usagef(fs, "--nats-replicas must be 1, 3 or 5, as for serve")
+	case len(o.stream) > 64 || strings.Trim(o.stream, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" || o.stream == "":
+		return c.usagef(fs, "--nats-stream %q must be 1–64 letters, digits, - or _", o.stream)
+	}
+	for _, u := range strings.Split(o.nats, ",") {
+		if u = strings.TrimSpace(u); u != "" && !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			return c.usagef(fs, "--nats: %q must start with nats:// or tls://", config.RedactNATSURL(u))
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"nats-creds", o.creds}, {"nats-ca", o.ca}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("--%s: %w", f.name, err)
+			}
+		}
 	}
 	return o.run(ctx, c)
 }
@@ -84,14 +98,14 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 		return err
 	}
 	defer src.Close()
-	nc, err := connectNATS(ctx, o.nats, o.creds, o.ca)
+	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc, err := server.ConnectNATS(ctx, config.Config{NATS: o.nats, NATSCreds: o.creds, NATSCA: o.ca, NodeName: "migrate"}, logger)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	js, err := state.OpenJetStreamForMigration(octx, nc, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		state.JetStreamOptions{Name: o.stream, Replicas: o.replicas})
+	js, err := state.OpenJetStreamForMigration(octx, nc, logger, state.JetStreamOptions{Name: o.stream, Replicas: o.replicas})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("open the cluster's state (stream %s): %w", o.stream, err)
@@ -249,50 +263,12 @@ func secretKeyWarning(src *state.PebbleReader, from string) string {
 	return ""
 }
 
-// connectNATS connects to the cluster with the options serve takes.
-func connectNATS(ctx context.Context, urls, creds, ca string) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("hookhouse migrate"),
-		nats.Timeout(5 * time.Second),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}), // failures show in results
-	}
-	if creds != "" {
-		if _, err := os.Stat(creds); err != nil {
-			return nil, fmt.Errorf("--nats-creds: %w", err)
-		}
-		opts = append(opts, nats.UserCredentials(creds))
-	}
-	if ca != "" {
-		if _, err := os.Stat(ca); err != nil {
-			return nil, fmt.Errorf("--nats-ca: %w", err)
-		}
-		opts = append(opts, nats.RootCAs(ca))
-	}
-	var servers []string
-	for _, u := range strings.Split(urls, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			servers = append(servers, u)
-		}
-	}
-	nc, err := nats.Connect(strings.Join(servers, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach NATS at %s: %v", strings.Join(servers, ","), err)
-	}
-	if err := ctx.Err(); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return nc, nil
-}
-
 func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
 	verb := "Migrating"
 	if p.Resume {
 		verb = "Resuming the migration of"
 	}
-	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.nats)
+	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.shownNATS())
 	fmt.Fprintf(w, "  %d control keys: integrations, webhook URL hashes, id counters, admin key hash, signing secrets (sealed), sessions, history\n", p.ControlKeys)
 	for _, l := range p.Logs {
 		line := fmt.Sprintf("  integration %d: ", l.Integration)
@@ -343,7 +319,7 @@ func (o *migrateOpts) nextSteps(w io.Writer) {
 			"     sealed with it. %s\n", admin)
 	}
 	fmt.Fprintf(w, "  2. Start each node on the cluster with the same PostgreSQL warehouse as the single node:\n"+
-		"     hookhouse serve --nats %s --nats-stream %s --warehouse postgres://… --data <a local dir>\n", o.nats, o.stream)
+		"     hookhouse serve --nats %s --nats-stream %s --warehouse postgres://… --data <a local dir>\n", o.shownNATS(), o.stream)
 	fmt.Fprintf(w, "  3. Point the load balancer at the nodes. Webhook URLs already pasted into Vero and other providers keep\n"+
 		"     working: their hashes moved. Loading resumes at the warehouse's positions: nothing is loaded twice.\n")
 	fmt.Fprintf(w, "  Do not start the single node on %s again: what it accepted would not reach the cluster.\n", from)
@@ -382,6 +358,17 @@ func planJSON(o *migrateOpts, p *state.MigrationPlan) migrateJSON {
 		out.Integrations = append(out.Integrations, migrateLogJSON{ID: l.Integration, First: l.First, Head: l.Head, InCluster: l.InCluster, Copied: l.Copied})
 	}
 	return out
+}
+
+// shownNATS is --nats with any password or token in it masked, for output.
+func (o *migrateOpts) shownNATS() string {
+	var shown []string
+	for _, u := range strings.Split(o.nats, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			shown = append(shown, config.RedactNATSURL(u))
+		}
+	}
+	return strings.Join(shown, ",")
 }
 
 func fileExists(p string) bool {
