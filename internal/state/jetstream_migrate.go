@@ -566,6 +566,9 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 			for n < len(recs) {
 				r := recs[n]
 				size := len(r.Body) + recordOverhead
+				if size > j.opts.MaxMessageBytes && n > 0 {
+					break // copy the records before it first
+				}
 				if size > j.opts.MaxMessageBytes {
 					return fmt.Errorf("record %d of integration %d is %d bytes, more than a message of this NATS cluster holds (%d): raise max_payload on the NATS servers (docs/cluster.md) and run migrate again",
 						r.Position, l.Integration, len(r.Body), j.opts.MaxMessageBytes)

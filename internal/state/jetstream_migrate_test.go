@@ -559,3 +559,41 @@ func BenchmarkMigrate(b *testing.B) {
 		nc.Close()
 	}
 }
+
+// TestMigrateRecordTooLarge: a record larger than a NATS message of the
+// cluster stops the copy with its position and the fix; the rerun after the
+// fix (here: a larger message size) resumes.
+func TestMigrateRecordTooLarge(t *testing.T) {
+	c := natstest.Start(t, 3)
+	dir := t.TempDir()
+	p, err := state.OpenPebble(dir, quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := control.Open(p, state.ErrNotFound, quiet); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{10, 10, 5000, 10} {
+		if _, err := p.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`"` + strings.Repeat("x", size) + `"`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	src := openReader(t, dir)
+	j := openMigrate(t, c, "big") // 4 KiB messages
+	_, err = migrate(t, j, src)
+	if err == nil || !strings.Contains(err.Error(), "record 3 of integration 1 is 5002 bytes") || !strings.Contains(err.Error(), "raise max_payload") {
+		t.Fatalf("a record larger than a message: %v", err)
+	}
+	nc := connect(t, c.URLs())
+	big, err := state.OpenJetStreamForMigration(context.Background(), nc, quiet, state.JetStreamOptions{Name: "big", MaxMessageBytes: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jsNode{big, nc}.Close()
+	plan, err := migrate(t, jsNode{big, nc}, src)
+	if err != nil || !plan.Resume || plan.Present != 2 || plan.Logs[0].Copied != 2 {
+		t.Fatalf("the rerun: %+v, %v", plan, err)
+	}
+	sameState(t, src, jsNode{big, nc})
+}
