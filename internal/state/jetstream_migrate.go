@@ -341,7 +341,7 @@ func (j *JetStream) checkLog(ctx context.Context, src MigrationSource, l *Migrat
 		return fmt.Errorf("read the cluster's log of integration %d: %w", l.Integration, j.unavailable(err))
 	}
 	if first != l.First {
-		return fmt.Errorf("the cluster's log of integration %d starts at position %d, the data dir's at %d: it is not this data dir's copy", l.Integration, first, l.First)
+		return fmt.Errorf("the cluster's log of integration %d starts at position %d, the data dir's at %d: it is not this data dir's copy (was the single node started again since the first run?)", l.Integration, first, l.First)
 	}
 	if h.Position > l.Head {
 		return fmt.Errorf("the cluster's log of integration %d goes up to position %d, the data dir's only to %d: it is not this data dir's copy (a restored backup of the same installation?)", l.Integration, h.Position, l.Head)
