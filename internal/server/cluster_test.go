@@ -386,3 +386,36 @@ func getStatus(t *testing.T, n *clusterNode, key string) Status {
 	}
 	return st
 }
+
+// TestConnectNATSRefusals: credentials NATS cannot use are refused at once
+// with a message naming the flag, without the credentials in it; servers that
+// are not there are waited for, then named.
+func TestConnectNATSRefusals(t *testing.T) {
+	c := natstest.Start(t, 3)
+	creds := filepath.Join(t.TempDir(), "bad.creds")
+	if err := os.WriteFile(creds, []byte("not a credentials file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.NATS, cfg.NATSCreds, cfg.NodeName = c.URL(0), creds, "hh-x"
+	start := time.Now()
+	_, err := ConnectNATS(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "--nats-creds") || time.Since(start) > 5*time.Second {
+		t.Fatalf("bad credentials: %v after %s; want a refusal naming --nats-creds at once", err, time.Since(start))
+	}
+	nc, err := ConnectNATS(context.Background(), func() config.Config { c2 := cfg; c2.NATSCreds = ""; return c2 }(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name := nc.Opts.Name; name != "hookhouse hh-x" {
+		t.Errorf("connection name %q", name)
+	}
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cfg.NATS, cfg.NATSCreds = "nats://u:pw1234@127.0.0.1:1", ""
+	_, err = ConnectNATS(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "cannot reach") || strings.Contains(err.Error(), "pw1234") {
+		t.Fatalf("no server: %v; want 'cannot reach' without the password", err)
+	}
+}

@@ -231,6 +231,11 @@ func (s *Server) ensureAdminKey() error {
 		return fmt.Errorf("server: create admin key: %w", err)
 	}
 	if key == "" {
+		if s.cluster != nil {
+			if _, err := os.Stat(s.cfg.AdminKeyPath()); errors.Is(err, os.ErrNotExist) {
+				s.logger.Info("using the cluster's admin key, minted by the first node to start; for the CLI on this machine, copy admin.key from that node's data dir (or set HOOKHOUSE_ADMIN_KEY)")
+			}
+		}
 		return nil
 	}
 	s.AdminKey = key
