@@ -137,7 +137,7 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 		return nil
 	}
 	if !c.json {
-		o.printPlan(c.stdout, plan)
+		o.printPlan(c.stdout, plan, integrationNames(src))
 	}
 	if w := secretKeyWarning(src, o.from); w != "" {
 		fmt.Fprintf(c.stderr, "Warning: %s\n", w)
@@ -263,7 +263,29 @@ func secretKeyWarning(src *state.PebbleReader, from string) string {
 	return ""
 }
 
-func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
+// integrationNames are the node's integrations as the plan names them:
+// "1 (orders_a)", "2 (old, deleted)".
+func integrationNames(src *state.PebbleReader) map[int64]string {
+	out := map[int64]string{}
+	_ = src.Scan("integration/", func(_ string, v []byte) error {
+		var in struct {
+			ID        int64      `json:"id"`
+			Schema    string     `json:"schema"`
+			DeletedAt *time.Time `json:"deleted_at"`
+		}
+		if json.Unmarshal(v, &in) == nil {
+			name := in.Schema
+			if in.DeletedAt != nil {
+				name += ", deleted"
+			}
+			out[in.ID] = fmt.Sprintf("%d (%s)", in.ID, name)
+		}
+		return nil
+	})
+	return out
+}
+
+func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan, names map[int64]string) {
 	verb := "Migrating"
 	if p.Resume {
 		verb = "Resuming the migration of"
@@ -271,7 +293,11 @@ func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
 	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.shownNATS())
 	fmt.Fprintf(w, "  %d control keys: integrations, webhook URL hashes, id counters, admin key hash, signing secrets (sealed), sessions, history\n", p.ControlKeys)
 	for _, l := range p.Logs {
-		line := fmt.Sprintf("  integration %d: ", l.Integration)
+		name := names[l.Integration]
+		if name == "" {
+			name = fmt.Sprint(l.Integration)
+		}
+		line := fmt.Sprintf("  integration %s: ", name)
 		if l.Records() == 0 {
 			line += fmt.Sprintf("no record left in the log (head at position %s)", thousands(int64(l.Head)))
 		} else {

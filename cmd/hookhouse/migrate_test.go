@@ -93,7 +93,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 
 	code, stdout, stderr := runMigrate(args...)
-	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "26 records, positions 1–26") {
+	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "integration 1 (vero): 26 records, positions 1–26") {
 		t.Fatalf("migrate without --yes: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 
