@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"errors"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 	"path/filepath"
 	"strings"
@@ -141,6 +142,13 @@ func TestDurableCommitWithFailedCheckpoint(t *testing.T) {
 		t.Fatalf("%d rows of 1 MiB loaded into a 128 MiB pool and no checkpoint failed", n)
 	}
 	t.Logf("the checkpoint failed after %d rows of 1 MiB, the last batch committed", n)
+	// The invalidated instance refuses the next load, quoting the checkpoint's
+	// "failed to pin block": that is a reason to reopen, not to split.
+	if _, err := loadText(t, d, "big", 1, 1, 16, n); err == nil || !Invalidated(err) || errors.Is(err, warehouse.ErrOutOfMemory) {
+		t.Fatalf("a load on the invalidated instance = %v; want an Invalidated error that is not out of memory", err)
+	} else {
+		t.Logf("the next load: %.200s", err)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
