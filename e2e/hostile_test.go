@@ -60,6 +60,10 @@ type hostile struct {
 	goodID   int64
 	goodHook string
 	goodSent atomic.Int64 // records answered 200
+
+	// maxText is the embedded DuckDB's text cap (config.Budget.DuckDBMaxText);
+	// 0 with PostgreSQL.
+	maxText int64
 }
 
 // hook creates an integration (schema from its name) and returns its id and
@@ -170,8 +174,10 @@ func rawPost(addr, path string, hdr map[string]string, body io.Reader, length in
 // the whole request), on each warehouse. After each case a well-behaved client
 // still gets its 200s; at the end every one of its records is loaded exactly
 // once and the server's peak RSS stayed within its --memory-limit + 10% (issue
-// 14): the default, 1 GiB, with PostgreSQL; 3 GiB with the embedded DuckDB, whose
-// pool must hold 2,048 rows of the big bodies' 1 MiB strings at once.
+// 14), the default 1 GiB on both. With the embedded DuckDB the big bodies' 1 MiB
+// strings and the million-key object's 16 MB _sdc_extra are over its text cap
+// (config.Budget.DuckDBMaxText, 64 KiB at 1 GiB): those records are rejected
+// into _sdc_rejected with the reason, every one of them.
 //
 // Memory. The limit is split by config.Budget (logged at start): with the
 // embedded DuckDB a share for its buffer pool and a reserve for what it
@@ -186,26 +192,19 @@ func TestHostileRequests(t *testing.T) {
 			mod(&cfg)
 		}
 		extra := []string{"--read-header-timeout", "2s", "--read-timeout", "5s"}
-		limit := cfg.MemoryLimit
 		if cfg.Warehouse != "" {
 			extra = append(extra, "--warehouse", cfg.Warehouse)
-		} else {
-			// DuckDB scans and checkpoints 2,048 rows at a time with all their
-			// text in its pool: the 1,216 records of 1 MiB of the big bodies
-			// need 1.2 GiB of it, which 1 GiB in all cannot give. Its share
-			// of 3 GiB is 1.5 GiB (docs/performance.md, "Memory budget").
-			limit = 3 << 30
-			extra = append(extra, "--memory-limit", "3GiB")
 		}
-		hostileCases(t, cfg.Warehouse == "", limit, extra)
+		hostileCases(t, cfg, extra)
 	})
 }
 
-func hostileCases(t *testing.T, embedded bool, limit int64, extra []string) {
+func hostileCases(t *testing.T, cfg config.Config, extra []string) {
+	embedded, limit := cfg.Warehouse == "", cfg.MemoryLimit
 	dir := t.TempDir()
 	addr := freePort(t)
 	srv := startChild(t, dir, addr, extra...)
-	h := &hostile{srv: srv, addr: addr, c: client.New(srv.URL, adminKey(t, dir))}
+	h := &hostile{srv: srv, addr: addr, c: client.New(srv.URL, adminKey(t, dir)), maxText: cfg.Budget().DuckDBMaxText}
 	ctx := context.Background()
 	h.goodID, h.goodHook = h.hook(t, "Good")
 	h.good(t, "start")
@@ -426,13 +425,25 @@ func (h *hostile) slowBodies(t *testing.T) {
 	if got, _ := h.c.Integration(context.Background(), id); got.Stats.RecordsReceived != 0 {
 		t.Fatalf("slow bodies stored %d records", got.Stats.RecordsReceived)
 	}
-	// The large-body slots were freed: a large body from a good client is taken.
-	body := fmt.Sprintf(`{"seq":%d,"after":"slow bodies","pad":"%s"}`, h.goodSent.Load(), strings.Repeat("y", 2<<20))
+	// The large-body slots were freed: a large body from a good client is
+	// taken. 2 MiB in 128 records of 16 KiB, which load on both warehouses (the
+	// embedded DuckDB rejects text values over a 4,096th of its pool).
+	var b strings.Builder
+	b.WriteByte('[')
+	const records = 128
+	for k := int64(0); k < records; k++ {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"seq":%d,"after":"slow bodies","pad":"%s"}`, h.goodSent.Load()+k, strings.Repeat("y", 16<<10))
+	}
+	b.WriteByte(']')
+	body := b.String()
 	a, err := rawPost(h.addr, h.goodHook, map[string]string{"Content-Type": "application/json"}, strings.NewReader(body), int64(len(body)))
 	if err != nil || a.status != 200 {
 		t.Fatalf("a 2 MiB body after the slow bodies: %d %s %v", a.status, a.body, err)
 	}
-	h.goodSent.Add(1)
+	h.goodSent.Add(records)
 }
 
 // bigBody streams body number n: an array of 19 records with a 1 MiB string each.
@@ -502,16 +513,46 @@ func (h *hostile) bigBodies(t *testing.T, n int) {
 	}
 	want := int64(n * bigRecords)
 	loadedWithin(t, h.c, id, want, 10*time.Minute)
-	r, err := h.c.Query(context.Background(), `select count(*), count(distinct body * 100 + i), count(distinct body),
-		min(length(pad)), max(length(pad)) from big.data`)
+	h.checkBig(t, id, "big", n)
+	t.Logf("big bodies: peak RSS %s while accepting, all %d records loaded once", mib(hwm), want)
+}
+
+// checkBig checks that the n big bodies sent to integration id (schema) are
+// loaded once each: into data, or, over the embedded DuckDB's text cap, into
+// _sdc_rejected with the reason and the record cut to half the cap.
+func (h *hostile) checkBig(t *testing.T, id int64, schema string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	want := int64(n * bigRecords)
+	in, err := h.c.Integration(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %v %v %v %v", r.Rows[0]...)
-	if exp := fmt.Sprintf("%d %d %d %d %d", want, want, n, len(bigPad), len(bigPad)); got != exp {
-		t.Fatalf("big.data: count, distinct records, bodies, pad lengths = %s, want %s", got, exp)
+	if h.maxText == 0 {
+		r, err := h.c.Query(ctx, `select count(*), count(distinct body * 100 + i), count(distinct body),
+			min(length(pad)), max(length(pad)) from `+schema+`.data`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := fmt.Sprintf("%v %v %v %v %v", r.Rows[0]...)
+		if exp := fmt.Sprintf("%d %d %d %d %d", want, want, n, len(bigPad), len(bigPad)); got != exp || in.Stats.RecordsLoaded != want {
+			t.Fatalf("%s.data: count, distinct records, bodies, pad lengths = %s, want %s (stats %+v)", schema, got, exp, *in.Stats)
+		}
+		return
 	}
-	t.Logf("big bodies: peak RSS %s while accepting, all %d records loaded once", mib(hwm), want)
+	// The record text starts {"body":B,"i":I,"pad":"0123…: its first 30
+	// characters tell the records apart.
+	r, err := h.c.Query(ctx, `select count(*), count(distinct substr(record, 1, 30)), max(length(record)),
+		count(*) filter (where table_name = 'data' and strpos(reason, 'the value of column pad is `+strconv.Itoa(len(bigPad))+
+		` bytes; the embedded DuckDB warehouse takes text values of up to `+strconv.FormatInt(h.maxText, 10)+` bytes') > 0)
+		from `+schema+`._sdc_rejected`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%v %v %v %v", r.Rows[0]...)
+	if exp := fmt.Sprintf("%d %d %d %d", want, want, h.maxText/2, want); got != exp || in.Stats.RecordsRejected != want || in.Stats.RecordsLoaded != 0 {
+		t.Fatalf("%s._sdc_rejected: count, distinct records, longest record, with the reason = %s, want %s (stats %+v)", schema, got, exp, *in.Stats)
+	}
 }
 
 // gzipBomb: compressed bodies that inflate past --max-body get 413 without the
@@ -594,6 +635,19 @@ func (h *hostile) millionKeys(t *testing.T) {
 	}
 	loadedWithin(t, h.c, id, 1, 5*time.Minute)
 	got, _ := h.c.Integration(context.Background(), id)
+	if h.maxText > 0 {
+		// The embedded DuckDB: the 16 MB of _sdc_extra are over its text cap.
+		r, err := h.c.Query(context.Background(), "select reason, length(record) from million._sdc_rejected")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Stats.RecordsRejected != 1 || len(r.Rows) != 1 || !strings.Contains(fmt.Sprint(r.Rows[0][0]), "the value of column _sdc_extra is") ||
+			fmt.Sprint(r.Rows[0][1]) != strconv.FormatInt(h.maxText/2, 10) {
+			t.Fatalf("the record was not rejected for its _sdc_extra: %+v %v", *got.Stats, r.Rows)
+		}
+		t.Logf("1-million-key object rejected: %.300s", r.Rows[0][0])
+		return
+	}
 	if got.Stats.RecordsLoaded != 1 {
 		r, _ := h.c.Query(context.Background(), "select reason from million._sdc_rejected")
 		t.Fatalf("the record was not loaded: %+v %v", *got.Stats, r)

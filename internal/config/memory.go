@@ -37,6 +37,14 @@ type Budget struct {
 	DuckDBOutside int64
 	// DuckDBThreads is DuckDB's worker threads; each holds memory of its own.
 	DuckDBThreads int
+	// DuckDBMaxText is the longest text value the embedded DuckDB takes
+	// (a 4,096th of its pool, at least 8 KiB): it scans and checkpoints a
+	// column 2,048 rows at a time with every string of them pinned in its
+	// pool, so values this long load and checkpoint in any number, where
+	// longer ones stall it once 2,048 of them add up to more than its pool
+	// (docs/performance.md). A record with a longer value is rejected into
+	// _sdc_rejected with the reason. 0 with PostgreSQL: no limit.
+	DuckDBMaxText int64
 	// GoHeap is the Go runtime's soft limit (GOMEMLIMIT): large bodies being
 	// received, the loader's batches, everything else of the Go side.
 	GoHeap int64
@@ -78,6 +86,7 @@ func splitMemory(limit, maxBody int64, embedded bool) Budget {
 		if limit >= 4<<30 {
 			b.DuckDBThreads = 2
 		}
+		b.DuckDBMaxText = max(b.DuckDB/4096/1024*1024, 8<<10)
 		b.DuckDBOutside = 2*b.BatchBytes + int64(b.DuckDBThreads)*16<<20
 		free -= b.DuckDB + b.DuckDBOutside
 	} else {
@@ -102,7 +111,8 @@ func (b Budget) String() string {
 	s := fmt.Sprintf("limit=%s go-heap=%s batch-bytes=%s large-bodies=%d fixed=%s",
 		roundSize(b.Limit), roundSize(b.GoHeap), roundSize(b.BatchBytes), b.LargeSlots, roundSize(b.Fixed))
 	if b.DuckDB > 0 {
-		s += fmt.Sprintf(" duckdb=%s duckdb-outside-pool=%s duckdb-threads=%d", roundSize(b.DuckDB), roundSize(b.DuckDBOutside), b.DuckDBThreads)
+		s += fmt.Sprintf(" duckdb=%s duckdb-outside-pool=%s duckdb-threads=%d duckdb-max-text=%dKiB",
+			roundSize(b.DuckDB), roundSize(b.DuckDBOutside), b.DuckDBThreads, b.DuckDBMaxText>>10)
 	}
 	return s
 }

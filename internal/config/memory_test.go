@@ -80,10 +80,13 @@ func TestBudget(t *testing.T) {
 		}
 	}
 	one := Default().Budget()
-	if one.Limit != 1<<30 || one.DuckDB != 256<<20 || one.BatchBytes != 32<<20 {
+	if one.Limit != 1<<30 || one.DuckDB != 256<<20 || one.BatchBytes != 32<<20 || one.DuckDBMaxText != 64<<10 {
 		t.Errorf("default budget %s", one)
 	}
-	if half := splitMemory(512<<20, 20<<20, true); half.LargeSlots != 1 || half.BatchBytes != 16<<20 || half.DuckDB != 128<<20 {
+	if pg := splitMemory(1<<30, 20<<20, false); pg.DuckDBMaxText != 0 {
+		t.Errorf("PostgreSQL budget %s caps text values", pg)
+	}
+	if half := splitMemory(512<<20, 20<<20, true); half.LargeSlots != 1 || half.BatchBytes != 16<<20 || half.DuckDB != 128<<20 || half.DuckDBMaxText != 32<<10 {
 		t.Errorf("512MiB budget %s", half)
 	}
 }

@@ -65,6 +65,7 @@ type Flattener struct {
 	pkCol     string // its column
 	srcKeyCol string // first column of every subtable
 	maxCols   int
+	maxText   int // longest text value the warehouse takes; 0: no limit (LimitText)
 	existing  map[string][]warehouse.Column
 
 	data   *table
@@ -351,12 +352,43 @@ func (f *Flattener) Add(in Input) {
 			r = f.flatten(in, true)
 		}
 	}
+	if r == nil {
+		r = f.tooLong()
+	}
 	if r != nil {
 		f.rollback()
 		f.reject(r, s)
 		return
 	}
 	f.commit()
+}
+
+// LimitText makes records with a text value longer than n bytes rejected, and
+// cuts the record text _sdc_rejected keeps to n/2 bytes; 0 means no limit. The
+// embedded DuckDB needs it (Options.MaxText).
+func (f *Flattener) LimitText(n int) { f.maxText = max(n, 0) }
+
+// tooLong is the rejection of the record just flattened if one of its text
+// values is longer than maxText.
+func (f *Flattener) tooLong() *rejection {
+	if f.maxText <= 0 {
+		return nil
+	}
+	for _, sr := range f.rows {
+		for _, c := range f.cells[sr.start:sr.end] {
+			if v, ok := c.v.(string); ok && len(v) > f.maxText {
+				col := sr.t.cols[c.idx].Name
+				if sr.t != f.data {
+					col = sr.t.name + "." + col
+				}
+				return &rejection{table: sr.t.name, reason: fmt.Sprintf(
+					"the value of column %s is %d bytes; the embedded DuckDB warehouse takes text values of up to %d bytes "+
+						"(a 4,096th of its memory share, from --memory-limit); use PostgreSQL, or a larger --memory-limit, for longer values",
+					clip(col, 200), len(v), f.maxText)}
+			}
+		}
+	}
+	return nil
 }
 
 // flatten flattens the record into the scratch rows, recording every schema
@@ -937,20 +969,36 @@ func (f *Flattener) newRow(n int) []any {
 	return row
 }
 
-// reject records the record as one row of _sdc_rejected.
+// reject records the record as one row of _sdc_rejected. With a text limit
+// (LimitText) a record text longer than half of it is cut to that, and the
+// reason says so: the rejection must always fit where the record did not.
 func (f *Flattener) reject(r *rejection, record string) {
 	f.alive = append(f.alive, false)
+	reason := r.reason
+	if keep := f.maxText / 2; keep > 0 && len(record) > keep {
+		reason, record = cutRecord(reason, record, keep)
+	}
 	if !utf8.ValidString(record) || strings.IndexByte(record, 0) >= 0 {
 		// Text columns hold neither invalid UTF-8 nor NUL.
 		record = strings.ReplaceAll(strings.ToValidUTF8(record, "\uFFFD"), "\x00", "\uFFFD")
 	}
-	reason := strings.ReplaceAll(strings.ToValidUTF8(r.reason, "\uFFFD"), "\x00", "\uFFFD")
+	reason = strings.ReplaceAll(strings.ToValidUTF8(reason, "\uFFFD"), "\x00", "\uFFFD")
 	row := make([]any, len(f.rej.cols))
 	row[f.rej.index[1]] = r.table
 	row[f.rej.index[2]] = reason
 	row[f.rej.index[3]] = record
 	f.rej.rows = append(f.rej.rows, row)
 	f.rejected++
+}
+
+// cutRecord keeps the first keep bytes of record (fewer, to end on a whole
+// character), and adds to reason that it did.
+func cutRecord(reason, record string, keep int) (string, string) {
+	n := min(keep, len(record))
+	for n > 0 && n < len(record) && !utf8.RuneStart(record[n]) {
+		n--
+	}
+	return reason + fmt.Sprintf("; only the first %d of its %d bytes are kept here", n, len(record)), record[:n]
 }
 
 // Take returns the pending tables and clears the pending rows, keeping what it

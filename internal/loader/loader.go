@@ -55,6 +55,11 @@ type Options struct {
 	TrimEvery time.Duration
 	// MaxBatchBytes caps the bodies read into one batch.
 	MaxBatchBytes int
+	// MaxText, if above 0, is the longest text value the warehouse takes (the
+	// embedded DuckDB's, config.Budget.DuckDBMaxText): a record with a longer
+	// value is rejected into _sdc_rejected with the reason, and the record
+	// text kept there is cut to half of it.
+	MaxText int
 	// AttemptsDir, if set, holds a note of each large load in progress, so
 	// that a start after the process was killed during one (perhaps for
 	// memory) splits that batch instead of being killed again (split.go).
@@ -604,7 +609,9 @@ func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
 		w.counted = true
 		w.mu.Unlock()
 	}
-	return st, NewFlattener(in.PrimaryKey, l.opts.MaxColumns, existing), nil
+	fl := NewFlattener(in.PrimaryKey, l.opts.MaxColumns, existing)
+	fl.LimitText(l.opts.MaxText)
+	return st, fl, nil
 }
 
 // prepared is a batch read from the log and flattened, ready to commit.

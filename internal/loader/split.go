@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
@@ -101,12 +100,14 @@ func (s *split) committed(position uint64, records, batchSize int) {
 }
 
 // Reject sends a record to _sdc_rejected with reason, without flattening it; with
-// truncate, only its first maxRejectedText bytes are kept and the reason says so.
+// truncate, only its first maxRejectedText bytes are kept and the reason says so
+// (with a text limit, LimitText, only half of that limit is kept in any case:
+// the embedded DuckDB stalls on 2,048 rows of 1 MiB).
 func (f *Flattener) Reject(in Input, reason string, truncate bool) {
 	s := string(in.Body)
-	if truncate && len(s) > maxRejectedText {
-		reason += fmt.Sprintf("; only the first %d of its %d bytes are kept here", maxRejectedText, len(s))
-		s = strings.ToValidUTF8(s[:maxRejectedText], "")
+	// With a text limit, reject cuts the text to half of it in any case.
+	if truncate && len(s) > maxRejectedText && f.maxText == 0 {
+		reason, s = cutRecord(reason, s, maxRejectedText)
 	}
 	f.reject(&rejection{table: warehouse.DataTable, reason: reason}, s)
 }

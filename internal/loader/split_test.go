@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
@@ -235,5 +236,97 @@ func TestManyKeysPastTheLimit(t *testing.T) {
 	t.Logf("live heap after flattening: %d bytes per key", perKey)
 	if perKey > 110 {
 		t.Fatalf("live heap after flattening: %d bytes per key past the column limit, want at most 110", perKey)
+	}
+}
+
+// TestTextLimit: with a text limit (the embedded DuckDB's), a record with a
+// longer text value anywhere (a column, a subtable, _sdc_extra) is rejected
+// with a reason naming the column, its length and the limit, adding no rows
+// and no columns; the record text _sdc_rejected keeps, whatever the reason, is
+// cut to half the limit on a whole character; values up to the limit load.
+func TestTextLimit(t *testing.T) {
+	const limit = 1000
+	f := NewFlattener("", 20, nil)
+	f.LimitText(limit)
+	long := strings.Repeat("é", 600) // 1,200 bytes
+	var wide strings.Builder         // past 20 columns: into _sdc_extra
+	for i := 0; i < 30; i++ {
+		fmt.Fprintf(&wide, `,"k%02d":%d`, i, i)
+	}
+	for i, b := range []string{
+		`{"a":"` + strings.Repeat("x", limit) + `"}`, // at the limit: loads
+		`{"a":"` + long + `","b":1}`,
+		`{"a":"x","items":[{"v":"` + long + `"}]}`,
+		`{"a":"x"` + wide.String() + `,"z":"` + long + `"}`,
+		`{"a":` + long, // not JSON
+	} {
+		f.Add(input(i, b))
+	}
+	tables, loaded, rejected := f.Take(batchTime)
+	checkTables(t, tables)
+	if loaded != 1 || rejected != 4 {
+		t.Fatalf("loaded %d, rejected %d; want 1 and 4: %v", loaded, rejected, rejectedReasons(tables))
+	}
+	data := mustTable(t, tables, warehouse.DataTable)
+	if len(data.Rows) != 1 || colIndex(data, "b") >= 0 || findTable(tables, "data__items") != nil {
+		t.Fatalf("the rejected records left rows or columns: %v, %v", tableNames(tables), data.Columns)
+	}
+	reasons := rejectedReasons(tables)
+	for i, want := range []string{
+		"the value of column a is 1200 bytes; the embedded DuckDB warehouse takes text values of up to 1000 bytes",
+		"the value of column data__items.v is 1200 bytes",
+		"the value of column _sdc_extra is",
+		"not a valid JSON object",
+	} {
+		if !strings.Contains(reasons[i], want) || !strings.Contains(reasons[i], "; only the first ") {
+			t.Errorf("reason %d = %q, want it to say %q and that the text is cut", i, reasons[i], want)
+		}
+	}
+	rej := mustTable(t, tables, warehouse.RejectedTable)
+	for r := range rej.Rows {
+		rec := get(rej, r, "record").(string)
+		if len(rec) > limit/2 || !utf8.ValidString(rec) {
+			t.Errorf("rejected record %d keeps %d bytes (valid UTF-8: %v), want at most %d", r, len(rec), utf8.ValidString(rec), limit/2)
+		}
+	}
+}
+
+// TestRejectionAfterOutOfMemoryFits: with a text limit, a record that runs out
+// of memory alone is rejected with its text already cut to half the limit, so
+// the rejection loads at its first try (a rejection of the whole text would
+// run out of memory too and be retried cut).
+func TestRejectionAfterOutOfMemoryFits(t *testing.T) {
+	log, db := openLogAndWarehouse(t)
+	// Every record alone is over the warehouse's memory, its cut rejection under.
+	wh := &tightWarehouse{Warehouse: db, limit: 200_000}
+	ctx := context.Background()
+	in := control.Integration{ID: 3, Name: "Tight", Type: "webhooks", Schema: "tight"}
+	var bodies [][]byte
+	for i := 1; i <= 3; i++ {
+		bodies = append(bodies, fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 250_000)))
+	}
+	if _, err := log.Append(ctx, 3, time.Now(), bodies); err != nil {
+		t.Fatal(err)
+	}
+	l := New(log, wh, fixedIntegrations{in}, Options{BatchWait: 10 * time.Millisecond, MaxText: 300_000}, quiet)
+	l.Start()
+	defer l.Close(ctx)
+	mustSync(t, l, 3)
+	res, err := db.Query(ctx, `select count(*), max(length(record)), min(reason) from tight._sdc_rejected`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintln(res.Rows[0]...)
+	if !strings.HasPrefix(got, "3 150000 the warehouse ran out of memory loading this record alone") || !strings.Contains(got, "only the first 150000 of its") {
+		t.Fatalf("_sdc_rejected: count, longest record, reason = %s", got)
+	}
+	wh.mu.Lock()
+	tries := fmt.Sprint(wh.tries)
+	wh.mu.Unlock()
+	// Each record is tried alone once as a row (out of memory) and once as a
+	// rejection, which loads: [3 1 1 2 1 1 1 1].
+	t.Logf("records per load attempt: %s", tries)
+	if tries != "[3 1 1 2 1 1 1 1]" {
+		t.Fatalf("records per load attempt = %s: a rejection was retried", tries)
 	}
 }

@@ -89,7 +89,13 @@ func (l *lazyWarehouse) get(ctx context.Context) (warehouse.Warehouse, error) {
 // check closes w when err says it can do no more work, so that the next call
 // opens the warehouse again. It returns err.
 func (l *lazyWarehouse) check(w warehouse.Warehouse, err error) error {
-	if err == nil || l.broken == nil || !l.broken(err) {
+	if err == nil {
+		// A call can succeed and still leave the warehouse unusable (a DuckDB
+		// load that committed but whose checkpoint failed).
+		if r, ok := w.(interface{ NeedsReopen() bool }); !ok || !r.NeedsReopen() {
+			return nil
+		}
+	} else if l.broken == nil || !l.broken(err) {
 		return err
 	}
 	l.mu.Lock()
@@ -97,7 +103,11 @@ func (l *lazyWarehouse) check(w warehouse.Warehouse, err error) error {
 	if l.inner != w {
 		return err // already replaced
 	}
-	l.logger.Error("the warehouse stopped after a fatal error; closing and opening it again (accepted records wait in the log)", "err", err)
+	if err != nil {
+		l.logger.Error("the warehouse stopped after a fatal error; closing and opening it again (accepted records wait in the log)", "err", err)
+	} else {
+		l.logger.Warn("the warehouse needs to be opened again (its last checkpoint failed); closing and opening it again")
+	}
 	// Closed before anything opens the file again, under the lock: two instances
 	// must never write one file.
 	if cerr := w.Close(); cerr != nil {

@@ -147,3 +147,54 @@ func TestLazyWarehouseDoesNotQueueBehindAConnect(t *testing.T) {
 		t.Fatalf("first Ping = %v, want the connect error", err)
 	}
 }
+
+// TestDuckDBReopensAfterDurableCommit: a load whose COMMIT is durable but whose
+// checkpoint fails (1 MiB values in a 128 MiB pool) counts as loaded, and the
+// instance it invalidated is closed and the file opened again before the next
+// call, which loads on from the committed state; every row is there once.
+func TestDuckDBReopensAfterDurableCommit(t *testing.T) {
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), "warehouse.duckdb")
+	open := func(ctx context.Context) (warehouse.Warehouse, error) {
+		return duckdb.OpenWith(ctx, path, duckdb.Options{MemoryLimit: 128 << 20, Threads: 1, RecoveryMemoryLimit: 2 << 30}, logger)
+	}
+	first, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := &lazyWarehouse{logger: logger, retryEvery: 50 * time.Millisecond, open: open, broken: duckdb.Invalidated, inner: first}
+	defer wh.Close()
+	pad := strings.Repeat("x", 1<<20)
+	cols := []warehouse.Column{{Name: "id", Type: warehouse.BigInt}, {Name: "pad", Type: warehouse.Text}}
+	const per = 19
+	pos := uint64(0)
+	for k := 0; k < 20 && wh.reopens == 0; k++ {
+		rows := make([][]any, per)
+		for j := range rows {
+			rows[j] = []any{int64(pos) + int64(j), pad}
+		}
+		b := &warehouse.Batch{Integration: 1, Schema: "big", Prev: warehouse.State{Position: pos},
+			State:  warehouse.State{Position: pos + per, Sequence: int64(pos + per)},
+			Tables: []warehouse.Table{{Name: "data", Columns: cols, Rows: rows}}}
+		if err := wh.Load(ctx, b); err != nil {
+			t.Fatalf("batch after %d: %v", pos, err)
+		}
+		pos += per
+	}
+	if wh.reopens != 1 {
+		t.Fatalf("%d rows of 1 MiB in a 128 MiB pool: reopens = %d, want 1", pos, wh.reopens)
+	}
+	st, err := wh.LoadState(ctx)
+	if err != nil || st[1].Position != pos {
+		t.Fatalf("after the reopen: state %v, %v; want position %d", st, err, pos)
+	}
+	res, err := wh.Query(ctx, "SELECT count(*), count(DISTINCT id) FROM big.data", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(res.Rows[0]...); got != fmt.Sprintf("%d %d", pos, pos) {
+		t.Fatalf("rows, distinct ids = %s; want %d of each", got, pos)
+	}
+	t.Logf("the checkpoint failed after %d rows; reopened once, every row there once", pos)
+}

@@ -183,6 +183,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics, Resets: ctl,
 		MaxBatchBytes: int(budget.BatchBytes), AttemptsDir: attemptsDir,
+		MaxText: int(budget.DuckDBMaxText),
 	}, logger.With("component", "loader"))
 	s.loader.Start()
 	s.history.Start() // after the loader: it samples the loader's lag

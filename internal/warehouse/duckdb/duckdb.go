@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -49,6 +50,10 @@ type DB struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// invalid is set when a load committed but the checkpoint after it
+	// failed, which invalidates the instance (NeedsReopen).
+	invalid atomic.Bool
 
 	// beforeCommit, if set (tests only), runs inside the load transaction just
 	// before COMMIT; an error aborts the load.

@@ -46,7 +46,9 @@ func (d *DB) Load(ctx context.Context, b *warehouse.Batch) error {
 	start := time.Now()
 	rows, err := d.load(ctx, b)
 	if err != nil {
-		if outOfMemoryText(err) {
+		// Not when the instance was invalidated before (by an earlier
+		// error, which the message quotes): that is no reason to split.
+		if outOfMemoryText(err) && !strings.Contains(err.Error(), "has been invalidated") {
 			err = fmt.Errorf("%w: %w", warehouse.ErrOutOfMemory, err)
 		}
 		return fmt.Errorf("duckdb: load integration %d into schema %s: %w", b.Integration, b.Schema, err)
@@ -114,6 +116,16 @@ func (d *DB) load(ctx context.Context, b *warehouse.Batch) (rows int, err error)
 		// than hand a possibly still open transaction to the next load.
 		committed = true
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		if durable(err) {
+			// The batch is in: only the checkpoint after it failed, and the
+			// instance is invalidated. Loaded, not out of memory (splitting
+			// it would load nothing: the fence has moved on); the file is
+			// opened again before the next call (NeedsReopen).
+			d.invalid.Store(true)
+			d.logger.Warn("a batch committed, but the checkpoint after it failed; the warehouse is opened again",
+				"integration", b.Integration, "err", err)
+			return rows, nil
+		}
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	committed = true
@@ -158,6 +170,18 @@ func (d *DB) advanceState(ctx context.Context, conn *sql.Conn, b *warehouse.Batc
 	}
 	return warehouse.Mismatch(b, stored, err == nil)
 }
+
+// durable reports whether a failed COMMIT's err says the transaction committed
+// and only the checkpoint after it failed (a FATAL error that invalidates the
+// instance).
+func durable(err error) bool {
+	return Invalidated(err) && strings.Contains(err.Error(), "COMMIT succeeded and is durable")
+}
+
+// NeedsReopen reports whether the instance stopped working after a load
+// committed (its checkpoint failed): the caller closes it and opens the file
+// again, which replays and checkpoints what was committed.
+func (d *DB) NeedsReopen() bool { return d.invalid.Load() }
 
 // outOfMemory reports whether err is DuckDB's "Out of Memory Error": the load
 // needed more than memory_limit (and the temp directory) could give.
