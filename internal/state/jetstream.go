@@ -753,10 +753,16 @@ func (j *JetStream) publish(deadline time.Time, integration int64, body []byte, 
 					j.forget(integration) // another node appended: read its head and renumber
 					continue
 				case apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-					// Another publish to the subject is in flight: wait for it.
-					j.forget(integration)
-					if !j.pause(ctx, time.Millisecond) {
-						return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+					// Another node's publish to the subject is in flight: wait
+					// until the tracker sees it stored (or the wait is up) rather
+					// than asking the stream again and again meanwhile, which
+					// costs the servers the CPU the publish in flight needs.
+					// Meanwhile this node's next group grows.
+					if !j.awaitNewer(ctx, integration, h.seq, 100*time.Millisecond) {
+						if ctx.Err() != nil {
+							return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+						}
+						j.forget(integration)
 					}
 					continue
 				case strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "maximum messages") ||
@@ -777,6 +783,31 @@ func (j *JetStream) publish(deadline time.Time, integration int64, body []byte, 
 			return 0, nil, ErrClosed
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// awaitNewer waits until this node knows a message of integration after
+// stream sequence seq (the tracker delivers every node's appends), for at most
+// d. It returns false if d passed or ctx ended first.
+func (j *JetStream) awaitNewer(ctx context.Context, integration int64, seq uint64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		j.mu.Lock()
+		h, ch := j.heads[integration], j.changed
+		j.mu.Unlock()
+		if h.known && h.seq > seq {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-j.stop:
+			return false
+		}
 	}
 }
 
