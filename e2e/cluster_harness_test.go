@@ -15,6 +15,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -88,6 +90,15 @@ func startHHCluster(t *testing.T, o clusterOptions) *hhCluster {
 	}
 	cl.Nodes[0].Start(t)
 	cl.Key = adminKey(t, cl.Nodes[0].Dir)
+	// secret.key seals signing secrets and must be the same on every node
+	// (docs/cluster.md): the others get a copy of the first node's.
+	if key, err := os.ReadFile(filepath.Join(cl.Nodes[0].Dir, "secret.key")); err == nil {
+		for _, n := range cl.Nodes[1:] {
+			if err := os.WriteFile(filepath.Join(n.Dir, "secret.key"), key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	for _, n := range cl.Nodes[1:] {
 		wg.Go(func() { n.launch(t) })
