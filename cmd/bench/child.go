@@ -34,6 +34,12 @@ type child struct {
 
 // startChild starts bin and waits until /readyz answers 200. extra flags go last.
 func startChild(ctx context.Context, bin, warehouse string, batchWait time.Duration, extra []string) (*child, error) {
+	return startChildKey(ctx, bin, warehouse, batchWait, extra, "")
+}
+
+// startChildKey is startChild with the admin key given (a cluster node that
+// did not mint it has no <data>/admin.key); "" reads <data>/admin.key.
+func startChildKey(ctx context.Context, bin, warehouse string, batchWait time.Duration, extra []string, adminKey string) (*child, error) {
 	dir, err := os.MkdirTemp("", "hookhouse-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("server: temp data dir: %w", err)
@@ -69,12 +75,15 @@ func startChild(ctx context.Context, bin, warehouse string, batchWait time.Durat
 		c.kill()
 		return nil, err
 	}
-	key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
-	if err != nil {
-		c.kill()
-		return nil, fmt.Errorf("server: read admin key: %w", err)
+	if adminKey == "" {
+		key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+		if err != nil {
+			c.kill()
+			return nil, fmt.Errorf("server: read admin key: %w", err)
+		}
+		adminKey = strings.TrimSpace(string(key))
 	}
-	c.admin = client.New(c.base, strings.TrimSpace(string(key)))
+	c.admin = client.New(c.base, adminKey)
 	return c, nil
 }
 

@@ -1,0 +1,166 @@
+package main
+
+// The hookhouse runs of the cluster benchmark (-cluster): hookhouse nodes as
+// child processes (bin/hookhouse), driven over HTTP by -conns closed-loop
+// clients posting one ~500-byte record per request, into a PostgreSQL
+// warehouse with the loader running; the rows are counted against the 200s.
+//
+//   - "hookhouse cluster": two `serve --nats` nodes on the 3-server cluster
+//     (sync_interval: always), the clients split evenly between them;
+//   - "hookhouse single node": one `serve` on its own Pebble log (fsync'd
+//     group commits), the same load, for comparison.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookhouse/hookhouse/client"
+	"github.com/hookhouse/hookhouse/internal/natsproc"
+	"github.com/hookhouse/hookhouse/internal/pgtest"
+)
+
+// clusterBody is a Vero-like record of about clusterMsgBytes bytes.
+func clusterBody(w, k int) []byte {
+	head := fmt.Sprintf(`{"type":"sent","sent_at":1767225600,"user":{"id":%d,"email":"user%d@example.com"},"campaign":{"id":4411,"name":"Welcome series"},"message_id":"w%d-%d@veromail.com","pad":"`, w, w, w, k)
+	pad := max(clusterMsgBytes-len(head)-2, 0)
+	return []byte(head + strings.Repeat("x", pad) + `"}`)
+}
+
+// benchWarehouse is the PostgreSQL of the hookhouse runs: -warehouse, or a
+// throwaway one (internal/pgtest) that close stops.
+func benchWarehouse(ctx context.Context, o options) (dsn string, close func(), err error) {
+	if o.warehouse != "" {
+		return o.warehouse, func() {}, nil
+	}
+	pg, err := pgtest.Start(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	dsn, err = pg.NewDatabase(ctx)
+	if err != nil {
+		pg.Close()
+		return "", nil, err
+	}
+	return dsn, func() { pg.Close() }, nil
+}
+
+// startClusterNodes starts n `serve --nats` nodes on c, the first alone (it
+// mints the admin key and secret.key, which the others get a copy of).
+func startClusterNodes(ctx context.Context, c *natsproc.Cluster, o options, bin, dsn, stream string, n int) ([]*child, error) {
+	var nodes []*child
+	key := ""
+	for i := range n {
+		args := []string{"--nats", c.URLs(), "--node-name", fmt.Sprintf("bench-%d", i+1), "--nats-stream", stream}
+		ch, err := startChildKey(ctx, bin, dsn, o.batchWait, append(args, strings.Fields(o.extra)...), key)
+		if err != nil {
+			for _, s := range nodes {
+				s.kill()
+			}
+			return nil, err
+		}
+		nodes = append(nodes, ch)
+		if i == 0 {
+			b, err := os.ReadFile(filepath.Join(ch.dir, "admin.key"))
+			if err != nil {
+				ch.kill()
+				return nil, fmt.Errorf("the first cluster node's admin key: %w", err)
+			}
+			key = strings.TrimSpace(string(b))
+		}
+	}
+	return nodes, nil
+}
+
+// benchHookhouse drives the nodes (worker w posts to node w%len(nodes)) and
+// checks that the warehouse ends up with one row per 200.
+func benchHookhouse(ctx context.Context, o options, name string, nodes []*child, schema string) clusterResult {
+	admin := nodes[0].admin
+	integ, err := admin.CreateIntegration(ctx, client.NewIntegration{Name: schema, Type: client.TypeVero, Schema: schema})
+	if err != nil {
+		return clusterResult{name: name, err: fmt.Errorf("create integration: %w", err)}
+	}
+	u, err := admin.GenerateURL(ctx, integ.ID)
+	if err != nil {
+		return clusterResult{name: name, err: fmt.Errorf("generate URL: %w", err)}
+	}
+	var urls []string
+	for _, n := range nodes {
+		url, err := n.hookURL(u.URL)
+		if err != nil {
+			return clusterResult{name: name, err: err}
+		}
+		urls = append(urls, url)
+	}
+	// The URL reaches the other nodes within a second (KV watch).
+	deadline := time.Now().Add(10 * time.Second)
+	for _, url := range urls {
+		for {
+			if err := postOne(ctx, http.DefaultClient, url, clusterBody(-1, 0)); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				return clusterResult{name: name, err: fmt.Errorf("the new URL is not accepted: %w", err)}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	acked := int64(len(urls))
+	tr := newTransport(o.conns)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var ok atomic.Int64
+	r := closedLoop(ctx, o.conns, o.warmup, o.duration, func(ctx context.Context, w, k int) error {
+		err := postOne(ctx, hc, urls[w%len(urls)], clusterBody(w, k))
+		if err == nil {
+			ok.Add(1)
+		}
+		return err
+	})
+	r.name = name
+	acked += ok.Load()
+	if r.err != nil {
+		return r
+	}
+	l, err := waitLoaded(ctx, nodes[0], integ.ID, schema, acked, o.drain)
+	switch {
+	case err != nil:
+		r.err = err
+	case l.err != nil:
+		r.err = l.err
+	case l.rows != acked || l.rejected != 0:
+		r.err = fmt.Errorf("%d rows (%d rejected) for %d records answered 200", l.rows, l.rejected, acked)
+	default:
+		note := fmt.Sprintf("rows = 200s: %s = %s, loaded %s after the run", thousands(l.rows), thousands(acked), ms(l.caughtUpAfter))
+		if r.check != "" {
+			note = r.check + "; " + note
+		}
+		r.check = note
+	}
+	return r
+}
+
+// postOne POSTs body and wants 200.
+func postOne(ctx context.Context, hc *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
