@@ -63,6 +63,11 @@ type Options struct {
 	// Resets records resets so that one interrupted by a restart is redone or
 	// its reload shown (control.Store); nil: resets are not recorded.
 	Resets Resets
+	// Leases, on a cluster, makes one node at a time load each integration:
+	// the one holding its lease (lease.go). Other nodes wait, answer Stats and
+	// Sync from the warehouse's stored position, and take over when the holder
+	// stops renewing. nil: a single node, this process loads every integration.
+	Leases *Leases
 }
 
 // Stats is one integration's loading picture.
@@ -103,6 +108,13 @@ type Loader struct {
 
 	mu      sync.Mutex
 	workers map[int64]*worker
+
+	// The warehouse's stored states, shared by the workers of integrations
+	// this node does not load (cluster mode), read at most twice a second.
+	statesMu  sync.Mutex
+	statesAt  time.Time
+	states    map[int64]warehouse.State
+	statesErr error
 }
 
 type worker struct {
@@ -135,6 +147,16 @@ type worker struct {
 	resetSeenPos uint64
 	// Splitting (split.go); only the worker's goroutine uses these.
 	split split
+
+	// soft and hard are l.ctx and l.hard, or in cluster mode the same ended
+	// also when this node loses the integration's lease; only the worker's
+	// goroutine uses them.
+	soft, hard context.Context
+	// Cluster mode: the lease this node loads under, nil while another node
+	// loads the integration (guarded by mu); countedAt is when a non-holder
+	// last counted the rejected rows.
+	holding   *lease
+	countedAt time.Time
 }
 
 func newWorker(in control.Integration) *worker {
@@ -276,7 +298,7 @@ func (l *Loader) startWorker(in control.Integration) *worker {
 	go func() {
 		defer l.wg.Done()
 		defer close(w.done)
-		l.run(w)
+		l.work(w)
 	}()
 	return w
 }
@@ -343,10 +365,13 @@ func (l *Loader) run(w *worker) {
 		attempts = attempts{dir: l.opts.AttemptsDir}
 		started  bool
 	)
-	stopping := func() bool { return l.ctx.Err() != nil }
+	stopping := func() bool { return w.soft.Err() != nil }
 	deleted := func() bool { return w.integration().DeletedAt != nil }
 	paused := func() bool { return w.integration().PausedAt != nil }
 	fails := func(err error, what string) {
+		if l.ctx.Err() == nil && w.soft.Err() != nil {
+			return // the lease was lost: the cancelled load is no failure to report
+		}
 		w.mu.Lock()
 		if w.failing == 0 {
 			w.since = time.Now()
@@ -377,7 +402,7 @@ func (l *Loader) run(w *worker) {
 					return
 				}
 				backoff = nextBackoff(backoff)
-				sleep(l.ctx, backoff)
+				sleep(w.soft, backoff)
 				continue
 			}
 			if !started {
@@ -409,7 +434,7 @@ func (l *Loader) run(w *worker) {
 			}
 			select {
 			case <-w.wake:
-			case <-l.ctx.Done():
+			case <-w.soft.Done():
 			}
 			continue
 		}
@@ -423,7 +448,7 @@ func (l *Loader) run(w *worker) {
 					select {
 					case <-changed:
 					case <-w.wake:
-					case <-l.ctx.Done():
+					case <-w.soft.Done():
 					}
 				}
 				continue
@@ -444,7 +469,7 @@ func (l *Loader) run(w *worker) {
 				case <-w.wake: // Sync or a deletion: load what is there now
 					t.Stop()
 					break wait
-				case <-l.ctx.Done():
+				case <-w.soft.Done():
 				}
 				t.Stop()
 			}
@@ -452,7 +477,7 @@ func (l *Loader) run(w *worker) {
 				continue // a reset, or a pause that came while the batch filled, goes first
 			}
 		}
-		ctx, cancel := context.WithTimeout(l.hard, 2*time.Minute)
+		ctx, cancel := context.WithTimeout(w.hard, 2*time.Minute)
 		var err error
 		if ready == nil {
 			ready, err = l.prepareBatch(ctx, w, fl, st)
@@ -481,11 +506,11 @@ func (l *Loader) run(w *worker) {
 			w.mu.Lock()
 			n := w.failing
 			w.mu.Unlock()
-			if stopping() && (n > 3 || l.hard.Err() != nil) {
+			if stopping() && (n > 3 || w.hard.Err() != nil) {
 				return
 			}
 			backoff = nextBackoff(backoff)
-			sleep(l.ctx, backoff)
+			sleep(w.soft, backoff)
 			continue
 		}
 		next := ready.batch.State
@@ -518,7 +543,7 @@ func (l *Loader) run(w *worker) {
 // or one ahead of this log, is refused with warehouse.ErrStateMismatch: using it
 // would skip records.
 func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
-	ctx, cancel := context.WithTimeout(l.hard, 30*time.Second)
+	ctx, cancel := context.WithTimeout(w.hard, 30*time.Second)
 	defer cancel()
 	in := w.integration()
 	states, err := l.wh.LoadState(ctx)
@@ -531,6 +556,11 @@ func (l *Loader) prepare(w *worker) (warehouse.State, *Flattener, error) {
 		probe := &warehouse.Batch{Integration: in.ID, Schema: in.Schema,
 			Prev: warehouse.State{Installation: mine}, State: warehouse.State{Installation: mine}}
 		return st, nil, fmt.Errorf("loader: %w", warehouse.Mismatch(probe, st, true))
+	}
+	if l.opts.Leases != nil && st.Position > l.log.Head(in.ID).Position {
+		// On a cluster this node learns of other nodes' appends a moment
+		// after the node that loaded them did.
+		l.waitHead(ctx, in.ID, st.Position)
 	}
 	if head := l.log.Head(in.ID).Position; st.Position > head {
 		return st, nil, fmt.Errorf("loader: %w: the warehouse has loaded integration %d up to log position %d, but this installation's log ends at %d: "+
@@ -582,7 +612,7 @@ type prepared struct {
 // following batch is returned only if p committed; on any error it is dropped and
 // the caller re-reads the state from the warehouse.
 func (l *Loader) commitPipelined(ctx context.Context, w *worker, fl *Flattener, p *prepared) (*prepared, error) {
-	if l.ctx.Err() != nil || w.split.active() || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
+	if w.soft.Err() != nil || w.split.active() || l.log.Head(p.batch.Integration).Position-p.batch.State.Position < uint64(l.opts.BatchSize) {
 		return nil, l.commitBatch(ctx, w, p)
 	}
 	var (

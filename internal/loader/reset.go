@@ -74,6 +74,8 @@ type resetRequest struct {
 // acceptPartial false it refuses, wrapping ErrPartial, when the log no longer
 // holds the integration's first record. It waits for the batch in flight to
 // commit; if ctx ends before the worker takes the request, nothing is done.
+// On a cluster only the node that loads the integration resets it; another
+// refuses with an error wrapping ErrNotLoader that names the loading node.
 func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial bool) (ResetProgress, error) {
 	var w *worker
 	for _, in := range l.ctl.AllIntegrations() {
@@ -86,6 +88,10 @@ func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial boo
 	}
 	req := &resetRequest{ctx: ctx, accept: acceptPartial, done: make(chan error, 1)}
 	w.mu.Lock()
+	if l.opts.Leases != nil && w.holding == nil {
+		w.mu.Unlock()
+		return ResetProgress{}, l.notLoader(integration)
+	}
 	if w.resetReq != nil {
 		w.mu.Unlock()
 		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: %w", integration, ErrResetBusy)
@@ -187,14 +193,14 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 			w.mu.Lock()
 			w.reset = nil
 			w.mu.Unlock()
-		case l.ctx.Err() != nil:
+		case w.soft.Err() != nil:
 			// Stopping: the request stays recorded for the next start.
 		default:
 			logger.Error("redoing the reset failed; retrying", "err", err)
 			w.mu.Lock()
 			w.redo = true
 			w.mu.Unlock()
-			sleep(l.ctx, time.Second)
+			sleep(w.soft, time.Second)
 		}
 		return true
 	}
@@ -204,7 +210,7 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 // doReset makes one reset from st. prev is the reset to record again if this
 // one fails (the last one, for its progress), nil to clear the record.
 func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt time.Time, prev *control.Reset, logger *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(l.hard, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(w.hard, 2*time.Minute)
 	defer cancel()
 	in := w.integration()
 	head := l.log.Head(in.ID)

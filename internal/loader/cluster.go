@@ -1,0 +1,247 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/warehouse"
+)
+
+// Loading on a cluster (Options.Leases set): every node runs a worker for
+// every integration, but a worker loads only while its node holds the
+// integration's lease (lease.go). Otherwise it tries to take the lease every
+// 1–2 s and meanwhile keeps the integration's Stats and Sync current from the
+// warehouse's stored position, which the loading node advances. Trimming the
+// log (retention) and resets are done by the loading node only.
+
+// ErrNotLoader is wrapped by Reset's refusal on a node that does not load the
+// integration now: the reset must be asked of the node that does.
+var ErrNotLoader = errors.New("this node does not load the integration")
+
+// work runs w: always (single node), or while this node holds w's lease.
+func (l *Loader) work(w *worker) {
+	if l.opts.Leases == nil {
+		w.soft, w.hard = l.ctx, l.hard
+		l.run(w)
+		return
+	}
+	for {
+		ls := l.contend(w)
+		if ls == nil {
+			return // stopping, or a deleted integration whose records are all loaded
+		}
+		soft, cancelSoft := context.WithCancel(l.ctx)
+		hard, cancelHard := context.WithCancel(l.hard)
+		stopSoft := context.AfterFunc(ls.ctx, cancelSoft)
+		stopHard := context.AfterFunc(ls.ctx, cancelHard)
+		w.soft, w.hard = soft, hard
+		l.takeOver(w, ls)
+		l.run(w)
+		stopSoft()
+		stopHard()
+		cancelSoft()
+		cancelHard()
+		lost := ls.ctx.Err() != nil
+		w.mu.Lock()
+		w.holding = nil
+		req := w.resetReq
+		w.resetReq = nil
+		if lost {
+			w.failing, w.lastErr = 0, nil // the cancelled load was no failure
+		}
+		w.changed()
+		w.mu.Unlock()
+		if req != nil {
+			req.done <- fmt.Errorf("loader: reset integration %d: nothing was reset: %w (it lost the loader lease)", w.id, ErrNotLoader)
+		}
+		ls.release()
+		if !lost {
+			return // Close, or a deleted integration done: the lease is released
+		}
+	}
+}
+
+// takeOver starts a hold of w's lease: the reset recorded in the control data
+// is the truth, and one requested but not committed (by a node that stopped)
+// is redone before anything is loaded.
+func (l *Loader) takeOver(w *worker, ls *lease) {
+	var cur *control.Reset
+	for _, in := range l.ctl.AllIntegrations() {
+		if in.ID == w.id {
+			cur = in.Reset
+			w.mu.Lock()
+			w.in = in
+			w.mu.Unlock()
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.holding = ls
+	w.adoptReset(cur)
+	w.redo = w.reset != nil && w.reset.CommittedAt == nil
+	w.changed()
+}
+
+// adoptReset makes the recorded reset r w's, unless w has the same one
+// (keeping where this node saw its reload start). w.mu must be held.
+func (w *worker) adoptReset(r *control.Reset) {
+	if r == nil {
+		return
+	}
+	if p := w.reset; p != nil && p.RequestedAt.Equal(r.RequestedAt) && (p.CommittedAt == nil) == (r.CommittedAt == nil) && (p.FinishedAt == nil) == (r.FinishedAt == nil) {
+		return
+	}
+	c := *r
+	w.reset = &c
+	w.resetSeenAt, w.resetSeenPos = time.Time{}, 0
+}
+
+// contend waits until this node holds w's lease and returns it, or nil when
+// the loader stops or w's integration is deleted and loaded. Meanwhile it
+// keeps w's picture current from the warehouse (for Stats and Sync).
+func (l *Loader) contend(w *worker) *lease {
+	var (
+		nextTry     time.Time
+		lastRefresh time.Time
+		lastWarn    time.Time
+	)
+	for {
+		if l.ctx.Err() != nil {
+			return nil
+		}
+		if !time.Now().Before(nextTry) {
+			nextTry = time.Now().Add(time.Second + rand.N(time.Second))
+			ls, err := l.opts.Leases.acquire(w.id)
+			switch {
+			case err != nil:
+				if time.Since(lastWarn) > 30*time.Second {
+					l.logger.Warn("cannot read the loader lease; retrying", "integration", w.id, "err", err)
+					lastWarn = time.Now()
+				}
+			case ls != nil:
+				return ls
+			}
+		}
+		if time.Since(lastRefresh) >= 250*time.Millisecond {
+			lastRefresh = time.Now()
+			if l.refresh(w) {
+				return nil
+			}
+		}
+		t := time.NewTimer(time.Until(nextTry))
+		select {
+		case <-t.C:
+		case <-w.wake: // Sync: look at the warehouse now
+		case <-l.ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// refresh sets w's position and counts from the warehouse's stored state,
+// while another node loads the integration. It reports whether w's
+// integration is deleted and everything accepted is loaded.
+func (l *Loader) refresh(w *worker) (finished bool) {
+	states, err := l.storedStates()
+	if err != nil {
+		return false // keep the last picture; the warehouse may be back soon
+	}
+	in := w.integration()
+	st := states[w.id]
+	w.mu.Lock()
+	moved := !w.known || w.position != st.Position
+	w.position, w.known = st.Position, true
+	if st.LoadedAt.After(w.lastLoad) {
+		w.lastLoad = st.LoadedAt
+	}
+	w.failing, w.lastErr = 0, nil // this node does not load it, so cannot fail to
+	w.adoptReset(in.Reset)
+	w.redo = false // a reset left uncommitted is redone by the node that takes the lease
+	count := !w.counted || time.Since(w.countedAt) > 10*time.Second
+	rejected := w.rejected
+	w.mu.Unlock()
+	if count {
+		ctx, cancel := context.WithTimeout(l.ctx, 5*time.Second)
+		n, err := l.wh.CountRows(ctx, in.Schema, warehouse.RejectedTable)
+		cancel()
+		if err == nil {
+			rejected = n
+			w.mu.Lock()
+			w.counted, w.countedAt = true, time.Now()
+			w.mu.Unlock()
+		}
+	}
+	w.mu.Lock()
+	if w.counted {
+		moved = moved || w.rejected != rejected
+		w.rejected = rejected
+		w.loaded = int64(w.position) - rejected
+	}
+	if moved {
+		w.changed()
+	}
+	w.mu.Unlock()
+	return in.DeletedAt != nil && l.log.Head(w.id).Position <= st.Position
+}
+
+// storedStates is the warehouse's LoadState, read at most every 500 ms for
+// all the workers that wait for a lease.
+func (l *Loader) storedStates() (map[int64]warehouse.State, error) {
+	l.statesMu.Lock()
+	defer l.statesMu.Unlock()
+	if time.Since(l.statesAt) < 500*time.Millisecond {
+		return l.states, l.statesErr
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+	defer cancel()
+	l.states, l.statesErr = l.wh.LoadState(ctx)
+	l.statesAt = time.Now()
+	return l.states, l.statesErr
+}
+
+// waitHead waits (up to 5 s or ctx) until this node's log head of integration
+// reaches pos.
+func (l *Loader) waitHead(ctx context.Context, integration int64, pos uint64) {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		changed := l.log.Changed()
+		if l.log.Head(integration).Position >= pos {
+			return
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// LeaseHolder reports which node loads integration now, as this node knows
+// it: itself while it holds the lease, another node while that node's lease is
+// fresh as far as this node has seen. ok is false when no node is known to
+// load it (none yet, or a holder that stopped renewing), and always on a
+// single node (Options.Leases nil), where this process loads everything.
+func (l *Loader) LeaseHolder(integration int64) (node string, ok bool) {
+	if l.opts.Leases == nil {
+		return "", false
+	}
+	return l.opts.Leases.holder(integration)
+}
+
+// notLoader is Reset's refusal on a node that does not hold the lease.
+func (l *Loader) notLoader(integration int64) error {
+	who := "no node holds its loader lease at the moment (a node is taking over)"
+	if node, ok := l.LeaseHolder(integration); ok {
+		who = "node " + node + " loads it"
+	}
+	return fmt.Errorf("loader: reset integration %d: nothing was reset: %w (this is node %s; %s). "+
+		"A reset is made by the node that loads the integration: ask that node directly, or retry (behind a load balancer a retry may reach it)",
+		integration, ErrNotLoader, l.opts.Leases.Node(), who)
+}
