@@ -85,7 +85,8 @@ func startHHCluster(t *testing.T, o clusterOptions) *hhCluster {
 	for i := range o.Nodes {
 		n := &hhNode{Name: fmt.Sprintf("hh-%d", i+1), Dir: t.TempDir(), Addr: freePort(t), NATS: o.NATSFor(nc, i)}
 		n.URL = "http://" + n.Addr
-		n.args = []string{"--nats", n.NATS, "--warehouse", dsn, "--node-name", n.Name, "--nats-stream", cl.Stream}
+		// info, not launchChild's debug: three nodes under load log a lot.
+		n.args = []string{"--nats", n.NATS, "--warehouse", dsn, "--node-name", n.Name, "--nats-stream", cl.Stream, "--log-level", "info"}
 		cl.Nodes = append(cl.Nodes, n)
 	}
 	cl.Nodes[0].Start(t)
