@@ -72,6 +72,8 @@ var commands = []command{
 	{name: "status", summary: "show component states and per-integration freshness", run: status},
 	{name: "backup", args: "<DIR>", summary: "take a consistent backup of the running server into an empty DIR", run: backupCmd, details: backupDetails},
 	{name: "restore", args: "<DIR> --data NEWDIR", summary: "restore a backup into a new data dir (no server needed)", run: restoreCmd, local: true, details: restoreDetails},
+	{name: "migrate", args: "--from DIR --nats URLS [flags]", summary: "copy a stopped single node's state into a NATS JetStream cluster, for 'serve --nats'",
+		run: migrateCmd, local: true, details: migrateDetails},
 	{name: "version", summary: "print the version", run: printVersion, local: true},
 }
 
@@ -231,7 +233,9 @@ type cli struct {
 }
 
 // envNames are the env twins of the common flags.
-var envNames = map[string]string{"server": "HOOKHOUSE_SERVER", "key": "HOOKHOUSE_ADMIN_KEY", "data": "HOOKHOUSE_DATA"}
+var envNames = map[string]string{"server": "HOOKHOUSE_SERVER", "key": "HOOKHOUSE_ADMIN_KEY", "data": "HOOKHOUSE_DATA",
+	"nats": "HOOKHOUSE_NATS", "nats-creds": "HOOKHOUSE_NATS_CREDS", "nats-ca": "HOOKHOUSE_NATS_CA",
+	"nats-replicas": "HOOKHOUSE_NATS_REPLICAS", "nats-stream": "HOOKHOUSE_NATS_STREAM"}
 
 // helpGroups order a command's help: its own flags, then the common ones.
 var helpGroups = []config.FlagGroup{

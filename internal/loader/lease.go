@@ -19,9 +19,10 @@ import (
 // and one warehouse) each integration is loaded by one node at a time, the one
 // holding its lease. The lease is a control key, lease/<integration id>, whose
 // value names the holder (node name and a random id of the process), a
-// generation (+1 at every change of holder), a renewal count and, for people,
-// when the holder's clock says it expires. It is only ever written with PutIf,
-// the store's compare-and-set on the exact old value.
+// generation (+1 at every acquisition, never reset), a renewal count and, for
+// people, when the holder's clock says it expires; a released lease keeps its
+// generation and names no node. It is only ever written with PutIf, the
+// store's compare-and-set on the exact old value.
 //
 // Timing, with the default TTL of 10 s:
 //   - A holder renews every TTL/3 (3.3 s), retrying every TTL/10 after a
@@ -150,7 +151,7 @@ func (ls *Leases) acquire(integration int64) (*lease, error) {
 		}
 		ls.mu.Unlock()
 		ttl := max(ls.ttl, time.Duration(cur.TTLMillis)*time.Millisecond)
-		if now.Sub(s.since) < ttl {
+		if cur.Node != "" && now.Sub(s.since) < ttl {
 			return nil, nil // held, as far as this node can tell
 		}
 	} else {
@@ -169,7 +170,7 @@ func (ls *Leases) acquire(integration int64) (*lease, error) {
 		}
 		return nil, err
 	}
-	if raw != nil {
+	if raw != nil && cur.Node != "" {
 		ls.logger.Info("took over the loader lease of a node that stopped renewing it", "integration", integration,
 			"previous_node", cur.Node, "generation", next.Generation)
 	} else {
@@ -282,8 +283,9 @@ func (l *lease) hold(v leaseValue, sent time.Time) {
 // lost is closed when this node must stop loading under the lease.
 func (l *lease) lost() <-chan struct{} { return l.ctx.Done() }
 
-// release stops renewing and gives the lease up (deletes its key if it still
-// holds this node's value), so that another node takes it at once.
+// release stops renewing and gives the lease up (if the key still holds this
+// node's value, it becomes a free lease of the same generation), so that
+// another node takes it at once.
 func (l *lease) release() {
 	select {
 	case <-l.stop:
@@ -304,7 +306,8 @@ func (l *lease) release() {
 		return
 	}
 	key := leaseKey(l.integration)
-	err := ls.kv.PutIf(map[string][]byte{key: raw}, map[string][]byte{key: nil})
+	free, _ := json.Marshal(leaseValue{Generation: l.generation})
+	err := ls.kv.PutIf(map[string][]byte{key: raw}, map[string][]byte{key: free})
 	switch {
 	case err == nil:
 		ls.logger.Info("released the loader lease", "integration", l.integration)
@@ -322,7 +325,7 @@ func (ls *Leases) holder(integration int64) (string, bool) {
 	ls.mu.Lock()
 	s, ok := ls.seen[integration]
 	ls.mu.Unlock()
-	if !ok || s.raw == nil && !s.mine {
+	if !ok || s.raw == nil && !s.mine || s.value.Node == "" {
 		return "", false
 	}
 	if s.mine {

@@ -122,6 +122,10 @@ type JetStreamOptions struct {
 	// larger one is refused. Default: 768 KiB under the servers' default
 	// max_payload of 1 MiB; with a larger max_payload, it less 256 KiB.
 	MaxMessageBytes int
+
+	// migrating: opened by hookhouse migrate, which may find its own
+	// unfinished run (jetstream_migrate.go).
+	migrating bool
 }
 
 // ErrUnavailable is returned when the cluster did not answer within the
@@ -233,6 +237,12 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, logger *slog.Logger, opts
 	}
 	if err := j.openKV(ctx); err != nil {
 		return nil, err
+	}
+	if !opts.migrating {
+		if err := j.checkMigration(ctx); err != nil {
+			j.Close()
+			return nil, err
+		}
 	}
 	if err := j.follow(ctx); err != nil {
 		return nil, err

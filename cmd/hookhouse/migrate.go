@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookhouse/hookhouse/internal/state"
+)
+
+const migrateDetails = `migrate copies the state of a STOPPED single node into a NATS JetStream
+cluster, so that 'hookhouse serve --nats …' nodes take over: the installation
+id, integrations, webhook URL hashes, id counters, the admin key hash, sealed
+signing secrets, paused states, dashboard sessions and chart history, and every
+record still in the node's log (loaded or not) at its position, with its
+__sdc_primary_key and receipt time, so that the warehouse's load positions
+line up and nothing is loaded twice or skipped.
+
+It refuses a data dir a server still runs on, and a cluster that holds another
+installation's state. If it stops (killed, Ctrl-C, NATS unreachable), run it
+again: it resumes where it stopped and writes no record twice. Until it
+reports done, nodes refuse to start on the cluster.
+
+Redelivery claims do not move: a provider's redelivery of a delivery the node
+accepted before the migration can add its rows again (docs/cluster.md).
+`
+
+// migrateCmd is 'hookhouse migrate --from DIR --nats URLS'.
+func migrateCmd(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
+	var o migrateOpts
+	fs.StringVar(&o.from, "from", "", "the stopped single node's data `DIR` (its --data)")
+	fs.StringVar(&o.nats, "nats", "", "the NATS servers, comma-separated nats:// `URLS`")
+	fs.StringVar(&o.creds, "nats-creds", "", "NATS credentials `FILE`")
+	fs.StringVar(&o.ca, "nats-ca", "", "CA `FILE` for the NATS servers' TLS certificates")
+	fs.IntVar(&o.replicas, "nats-replicas", 3, "replicas of the stream and buckets, when migrate creates them")
+	fs.StringVar(&o.stream, "nats-stream", "hookhouse", "the stream's `NAME` (the buckets are named after it); the same as the nodes'")
+	fs.BoolVar(&o.yes, "yes", false, "migrate without asking")
+	fs.BoolVar(&o.yes, "y", false, "short for --yes")
+	for _, flagName := range []string{"nats", "nats-creds", "nats-ca", "nats-replicas", "nats-stream"} {
+		env := envNames[flagName]
+		if v := strings.TrimSpace(os.Getenv(env)); v != "" {
+			if err := fs.Set(flagName, v); err != nil {
+				return c.usagef(fs, "%s: %v", env, err)
+			}
+		}
+	}
+	if _, err := c.parseArgs(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case o.from == "":
+		return c.usagef(fs, "--from DIR is required: the data dir of the stopped single node")
+	case o.nats == "":
+		return c.usagef(fs, "--nats URLS is required (or HOOKHOUSE_NATS): the cluster's NATS servers")
+	case o.replicas < 1:
+		return c.usagef(fs, "--nats-replicas must be at least 1")
+	}
+	return o.run(ctx, c)
+}
+
+type migrateOpts struct {
+	from, nats, creds, ca, stream string
+	replicas                      int
+	yes                           bool
+}
+
+func (o *migrateOpts) run(ctx context.Context, c *cli) error {
+	src, err := openSource(o.from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	nc, err := connectNATS(ctx, o.nats, o.creds, o.ca)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	js, err := state.OpenJetStreamForMigration(octx, nc, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		state.JetStreamOptions{Name: o.stream, Replicas: o.replicas})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open the cluster's state (stream %s): %w", o.stream, err)
+	}
+	defer js.Close()
+	plan, err := js.PlanMigration(ctx, src)
+	if err != nil {
+		return err
+	}
+	if plan.Done != nil {
+		if c.json {
+			return c.printJSON(planJSON(o, plan))
+		}
+		fmt.Fprintf(c.stdout, "%s was migrated into the stream %s at %s: nothing to copy.\n", o.from, o.stream, formatTime(*plan.Done.FinishedAt))
+		for _, l := range plan.Logs {
+			fmt.Fprintf(c.stdout, "  integration %d: the cluster's log is at position %s, the data dir's at %s\n", l.Integration, thousands(int64(l.InCluster)), thousands(int64(l.Head)))
+		}
+		o.nextSteps(c.stdout)
+		return nil
+	}
+	if !c.json {
+		o.printPlan(c.stdout, plan)
+	}
+	if !o.yes {
+		if err := c.confirmMigrate(o, plan); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	p := newProgress(c.stderr, "migrate into "+o.stream, "copied", "records", int64(plan.ToCopy))
+	err = js.Migrate(ctx, src, plan, state.MigrateOptions{
+		From:     absPath(o.from),
+		Progress: func(n uint64) { p.Set(int64(n)) },
+	})
+	p.Finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errors.New("interrupted")
+		}
+		return fmt.Errorf("migration stopped: %w; run the same command again to resume (nodes refuse to start on the cluster until it is done)", err)
+	}
+	if c.json {
+		return c.printJSON(planJSON(o, plan))
+	}
+	var copied uint64
+	for _, l := range plan.Logs {
+		copied += l.Copied
+	}
+	took := time.Since(start)
+	integrations := "integrations"
+	if len(plan.Logs) == 1 {
+		integrations = "integration"
+	}
+	fmt.Fprintf(c.stdout, "Done: %s records of %d %s and %d control keys copied into the stream %s in %s (%s records/s)",
+		thousands(int64(copied)), len(plan.Logs), integrations, plan.ControlKeys, o.stream, took.Round(time.Millisecond), thousands(int64(float64(copied)/max(took.Seconds(), 0.001))))
+	if plan.Present > 0 {
+		fmt.Fprintf(c.stdout, "; %s were there from an earlier run", thousands(int64(plan.Present)))
+	}
+	fmt.Fprintln(c.stdout, ".")
+	o.nextSteps(c.stdout)
+	return nil
+}
+
+// openSource opens the state of the node in data dir dir, read-only.
+func openSource(dir string) (*state.PebbleReader, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("--from %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("--from %s is not a directory: give the single node's data dir (its --data)", dir)
+	}
+	stateDir := filepath.Join(dir, "state")
+	if _, err := os.Stat(stateDir); errors.Is(err, fs.ErrNotExist) {
+		if m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); len(m) > 0 {
+			return nil, fmt.Errorf("--from %s is the state dir itself: give the data dir that holds it (%s)", dir, filepath.Dir(filepath.Clean(dir)))
+		}
+		return nil, fmt.Errorf("--from %s is not a hookhouse data dir: it has no state/ (give the single node's --data, default %s)", dir, defaultData)
+	}
+	r, err := state.OpenPebbleReadOnly(stateDir, slog.New(slog.DiscardHandler))
+	if errors.Is(err, state.ErrInUse) {
+		return nil, fmt.Errorf("the data dir %s is in use: a hookhouse server still runs on it (it holds the lock on %s). "+
+			"Stop it first: migrate copies the state of a stopped node, so that nothing it accepts afterwards is left behind", dir, filepath.Join(stateDir, "LOCK"))
+	}
+	return r, err
+}
+
+// connectNATS connects to the cluster with the options serve takes.
+func connectNATS(ctx context.Context, urls, creds, ca string) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("hookhouse migrate"),
+		nats.Timeout(5 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}), // failures show in results
+	}
+	if creds != "" {
+		if _, err := os.Stat(creds); err != nil {
+			return nil, fmt.Errorf("--nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if ca != "" {
+		if _, err := os.Stat(ca); err != nil {
+			return nil, fmt.Errorf("--nats-ca: %w", err)
+		}
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	var servers []string
+	for _, u := range strings.Split(urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			servers = append(servers, u)
+		}
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach NATS at %s: %v", strings.Join(servers, ","), err)
+	}
+	if err := ctx.Err(); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
+	verb := "Migrating"
+	if p.Resume {
+		verb = "Resuming the migration of"
+	}
+	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.nats)
+	fmt.Fprintf(w, "  %d control keys: integrations, webhook URL hashes, id counters, admin key hash, signing secrets (sealed), sessions, history\n", p.ControlKeys)
+	for _, l := range p.Logs {
+		line := fmt.Sprintf("  integration %d: ", l.Integration)
+		if l.Records() == 0 {
+			line += fmt.Sprintf("no record left in the log (head at position %s)", thousands(int64(l.Head)))
+		} else {
+			line += fmt.Sprintf("%s records, positions %s–%s", thousands(int64(l.Records())), thousands(int64(l.First)), thousands(int64(l.Head)))
+		}
+		if have := min(l.InCluster, l.Head) - min(l.InCluster, l.First-1); have > 0 {
+			line += fmt.Sprintf(" (%s already in the cluster)", thousands(int64(have)))
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "  %s records to copy\n", thousands(int64(p.ToCopy)))
+}
+
+// confirmMigrate asks on a terminal; elsewhere it refuses without --yes.
+func (c *cli) confirmMigrate(o *migrateOpts, p *state.MigrationPlan) error {
+	what := fmt.Sprintf("copying %s records and %d control keys into the stream %s", thousands(int64(p.ToCopy)), p.ControlKeys, o.stream)
+	f, ok := c.stdin.(*os.File)
+	if !ok || !isTerminal(f) || !isTerminal(c.stderr) {
+		return fmt.Errorf("not migrating without --yes: %s", what)
+	}
+	fmt.Fprintf(c.stderr, "%s. Is the single node stopped for good? [y/N] ", capitalize(what))
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return errors.New("not migrated")
+	}
+	return nil
+}
+
+func (o *migrateOpts) nextSteps(w io.Writer) {
+	from := o.from
+	secret := filepath.Join(from, "secret.key")
+	admin := "The admin key is unchanged."
+	if k := filepath.Join(from, "admin.key"); fileExists(k) {
+		admin = fmt.Sprintf("The admin key is unchanged: copy %s too, for the CLI on the nodes.", k)
+	}
+	fmt.Fprintf(w, "\nNext steps:\n")
+	if fileExists(secret) {
+		fmt.Fprintf(w, "  1. Copy %s into every node's data dir (mode 0600), or give the nodes its contents as\n"+
+			"     HOOKHOUSE_SECRET_KEY: the signing secrets are sealed with it. %s\n", secret, admin)
+	} else {
+		fmt.Fprintf(w, "  1. Start the nodes with the same HOOKHOUSE_SECRET_KEY as the single node: the signing secrets are\n"+
+			"     sealed with it. %s\n", admin)
+	}
+	fmt.Fprintf(w, "  2. Start each node on the cluster with the same PostgreSQL warehouse as the single node:\n"+
+		"     hookhouse serve --nats %s --nats-stream %s --warehouse postgres://… --data <a local dir>\n", o.nats, o.stream)
+	fmt.Fprintf(w, "  3. Point the load balancer at the nodes. Webhook URLs already pasted into Vero and other providers keep\n"+
+		"     working: their hashes moved. Loading resumes at the warehouse's positions: nothing is loaded twice.\n")
+	fmt.Fprintf(w, "  Do not start the single node on %s again: what it accepted would not reach the cluster.\n", from)
+}
+
+// migrateJSON is the --json answer.
+type migrateJSON struct {
+	From         string           `json:"from"`
+	Stream       string           `json:"stream"`
+	Installation string           `json:"installation"`
+	State        string           `json:"state"`
+	Resumed      bool             `json:"resumed"`
+	ControlKeys  int              `json:"control_keys"`
+	Copied       uint64           `json:"records_copied"`
+	Present      uint64           `json:"records_already_present"`
+	Integrations []migrateLogJSON `json:"integrations"`
+}
+
+type migrateLogJSON struct {
+	ID        int64  `json:"id"`
+	First     uint64 `json:"first_position"`
+	Head      uint64 `json:"head_position"`
+	InCluster uint64 `json:"cluster_position_before"`
+	Copied    uint64 `json:"records_copied"`
+}
+
+func planJSON(o *migrateOpts, p *state.MigrationPlan) migrateJSON {
+	out := migrateJSON{From: o.from, Stream: o.stream, Installation: p.Installation, State: "copying",
+		Resumed: p.Resume, ControlKeys: p.ControlKeys, Present: p.Present, Integrations: []migrateLogJSON{}}
+	if p.Done != nil {
+		out.State = "done"
+	}
+	for _, l := range p.Logs {
+		out.Copied += l.Copied
+		out.Integrations = append(out.Integrations, migrateLogJSON{ID: l.Integration, First: l.First, Head: l.Head, InCluster: l.InCluster, Copied: l.Copied})
+	}
+	return out
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/natstest"
+	"github.com/hookhouse/hookhouse/internal/state"
+)
+
+// singleNode makes a real single node's data dir through the state and
+// control packages, as 'hookhouse serve' leaves it: an integration with a
+// webhook URL and 25 records, and a secret.key beside the state. It returns
+// the dir and the URL's token.
+func singleNode(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	quiet := slog.New(slog.DiscardHandler)
+	p, err := state.OpenPebble(filepath.Join(dir, "state"), quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctl, err := control.Open(p, state.ErrNotFound, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.EnsureAdminKey(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := ctl.Create(control.NewIntegration{Name: "Vero", Type: control.TypeVero}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := ctl.GenerateURL(in.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		if _, err := p.Append(context.Background(), in.ID, time.Now(), [][]byte{[]byte(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.key"), []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, token
+}
+
+func runMigrate(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), append([]string{"migrate"}, args...), strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestMigrateCommand runs 'hookhouse migrate' on a real data dir into an
+// embedded cluster: refused while the server runs and without --yes off a
+// terminal; then copied with a summary and the next steps; a node of the
+// cluster has every record and the webhook URL; a second run copies nothing.
+func TestMigrateCommand(t *testing.T) {
+	c := natstest.Start(t, 3)
+	dir, token := singleNode(t)
+	args := []string{"--from", dir, "--nats", c.URLs(), "--nats-stream", "cli"}
+
+	// A server still running on the data dir holds its lock.
+	p, err := state.OpenPebble(filepath.Join(dir, "state"), slog.New(slog.DiscardHandler), state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runMigrate(append(args, "--yes")...)
+	p.Close()
+	if code != 1 || !strings.Contains(stderr, "a hookhouse server still runs on it") || !strings.Contains(stderr, "Stop it first") {
+		t.Fatalf("migrate of a running node: exit %d, %s", code, stderr)
+	}
+
+	code, stdout, stderr := runMigrate(args...)
+	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "25 records, positions 1–25") {
+		t.Fatalf("migrate without --yes: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	code, stdout, stderr = runMigrate(append(args, "--yes")...)
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"Done: 25 records of 1 integration and 6 control keys", "Next steps", filepath.Join(dir, "secret.key"), "--nats " + c.URLs(), "keep\n     working"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "copied 25 of 25 records") {
+		t.Errorf("no progress on stderr:\n%s", stderr)
+	}
+
+	// A node of the cluster.
+	nc, err := nats.Connect(c.URL(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := state.OpenJetStream(ctx, nc, slog.New(slog.DiscardHandler), state.JetStreamOptions{Name: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer js.Close()
+	ctl, err := control.Open(js, state.ErrNotFound, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ctl.Authenticate(1, token, time.Now()) {
+		t.Fatal("the webhook URL does not authenticate on the cluster")
+	}
+	recs, err := js.Read(ctx, 1, 0, 100, 1<<20)
+	if err != nil || len(recs) != 25 || string(recs[24].Body) != `{"i":24}` || recs[24].Position != 25 {
+		t.Fatalf("the cluster's log: %d records, %v", len(recs), err)
+	}
+
+	code, stdout, _ = runMigrate(append(args, "--json")...)
+	var out struct {
+		State  string `json:"state"`
+		Copied int    `json:"records_copied"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); code != 0 || err != nil || out.State != "done" || out.Copied != 0 {
+		t.Fatalf("second run: exit %d, %+v, %v\n%s", code, out, err, stdout)
+	}
+}
+
+// TestMigrateCommandRefusesDirs: a dir that is not a data dir, or the state
+// dir itself, is refused with the fix.
+func TestMigrateCommandRefusesDirs(t *testing.T) {
+	dir, _ := singleNode(t)
+	for _, c := range []struct{ from, want string }{
+		{t.TempDir(), "is not a hookhouse data dir"},
+		{filepath.Join(dir, "state"), "is the state dir itself"},
+		{filepath.Join(dir, "nope"), "no such file"},
+	} {
+		code, _, stderr := runMigrate("--from", c.from, "--nats", "nats://127.0.0.1:1", "--yes")
+		if code != 1 || !strings.Contains(stderr, c.want) {
+			t.Errorf("--from %s: exit %d, %s", c.from, code, stderr)
+		}
+	}
+	if code, _, stderr := runMigrate("--nats", "nats://127.0.0.1:1"); code != 2 || !strings.Contains(stderr, "--from DIR is required") {
+		t.Errorf("no --from: exit %d, %s", code, stderr)
+	}
+}
