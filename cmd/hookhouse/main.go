@@ -105,6 +105,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		if err := runServe(ctx, args[1:], stdout, stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stderr, "hookhouse: %s\n", oneLine(err.Error()))
+			var ue *config.UsageError
+			if errors.As(err, &ue) {
+				return 2 // a mistake in the flags or their env twins
+			}
 			return 1
 		}
 		return 0

@@ -22,7 +22,8 @@ import (
 const migrateDetails = `migrate copies the state of a STOPPED single node into a NATS JetStream
 cluster, so that 'hookhouse serve --nats …' nodes take over: the installation
 id, integrations, webhook URL hashes, id counters, the admin key hash, sealed
-signing secrets, paused states, dashboard sessions and chart history, and every
+signing secrets, paused states, dashboard sessions and chart history, the
+redelivery claims that still count, and every
 record still in the node's log (loaded or not) at its position, with its
 __sdc_primary_key and receipt time, so that the warehouse's load positions
 line up and nothing is loaded twice or skipped.
@@ -32,8 +33,8 @@ installation's state. If it stops (killed, Ctrl-C, NATS unreachable), run it
 again: it resumes where it stopped and writes no record twice. Until it
 reports done, nodes refuse to start on the cluster.
 
-Redelivery claims do not move: a provider's redelivery of a delivery the node
-accepted before the migration can add its rows again (docs/cluster.md).
+Redelivery claims that still count move too: a provider's redelivery of a
+delivery the node accepted stays a duplicate on the cluster.
 `
 
 // migrateCmd is 'hookhouse migrate --from DIR --nats URLS'.
@@ -119,11 +120,22 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 	}
 	start := time.Now()
 	p := newProgress(c.stderr, "migrate into "+o.stream, "copied", "records", int64(plan.ToCopy))
+	var cp *progress // the claims, which go after the records
 	err = js.Migrate(ctx, src, plan, state.MigrateOptions{
 		From:     absPath(o.from),
 		Progress: func(n uint64) { p.Set(int64(n)) },
+		ClaimProgress: func(n uint64) {
+			if cp == nil {
+				p.Finish()
+				cp = newProgress(c.stderr, "redelivery claims into "+o.stream, "copied", "claims", int64(plan.Claims))
+			}
+			cp.Set(int64(n))
+		},
 	})
 	p.Finish()
+	if cp != nil {
+		cp.Finish()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.New("interrupted")
@@ -144,8 +156,11 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 	}
 	fmt.Fprintf(c.stdout, "Done: %s records of %d %s and %d control keys copied into the stream %s in %s (%s records/s)",
 		thousands(int64(copied)), len(plan.Logs), integrations, plan.ControlKeys, o.stream, took.Round(time.Millisecond), thousands(int64(float64(copied)/max(took.Seconds(), 0.001))))
+	if plan.Claims > 0 {
+		fmt.Fprintf(c.stdout, ", with %s redelivery claims", thousands(int64(plan.Claims)))
+	}
 	if plan.Present > 0 {
-		fmt.Fprintf(c.stdout, "; %s were there from an earlier run", thousands(int64(plan.Present)))
+		fmt.Fprintf(c.stdout, "; %s records were there from an earlier run", thousands(int64(plan.Present)))
 	}
 	fmt.Fprintln(c.stdout, ".")
 	o.nextSteps(c.stdout)
@@ -231,7 +246,7 @@ func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "  %s records to copy\n", thousands(int64(p.ToCopy)))
+	fmt.Fprintf(w, "  %s records to copy, and %s redelivery claims that still count\n", thousands(int64(p.ToCopy)), thousands(int64(p.Claims)))
 }
 
 // confirmMigrate asks on a terminal; elsewhere it refuses without --yes.
@@ -284,6 +299,7 @@ type migrateJSON struct {
 	ControlKeys  int              `json:"control_keys"`
 	Copied       uint64           `json:"records_copied"`
 	Present      uint64           `json:"records_already_present"`
+	Claims       uint64           `json:"claims"`
 	Integrations []migrateLogJSON `json:"integrations"`
 }
 
@@ -297,7 +313,7 @@ type migrateLogJSON struct {
 
 func planJSON(o *migrateOpts, p *state.MigrationPlan) migrateJSON {
 	out := migrateJSON{From: o.from, Stream: o.stream, Installation: p.Installation, State: "copying",
-		Resumed: p.Resume, ControlKeys: p.ControlKeys, Present: p.Present, Integrations: []migrateLogJSON{}}
+		Resumed: p.Resume, ControlKeys: p.ControlKeys, Present: p.Present, Claims: p.Claims, Integrations: []migrateLogJSON{}}
 	if p.Done != nil {
 		out.State = "done"
 	}

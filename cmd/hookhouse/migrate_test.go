@@ -21,7 +21,7 @@ import (
 
 // singleNode makes a real single node's data dir through the state and
 // control packages, as 'hookhouse serve' leaves it: an integration with a
-// webhook URL and 25 records, and a secret.key beside the state. It returns
+// webhook URL, 26 records and a redelivery claim, and a secret.key beside the state. It returns
 // the dir and the URL's token.
 func singleNode(t *testing.T) (string, string) {
 	t.Helper()
@@ -51,6 +51,10 @@ func singleNode(t *testing.T) (string, string) {
 		if _, err := p.Append(context.Background(), in.ID, time.Now(), [][]byte{[]byte(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A delivery with an id: its claim counts for an hour.
+	if _, _, err := p.AppendOnce(context.Background(), in.ID, time.Now(), "evt-1", time.Hour, [][]byte{[]byte(`{"i":25}`)}); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "secret.key"), []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,7 +89,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 
 	code, stdout, stderr := runMigrate(args...)
-	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "25 records, positions 1–25") {
+	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "26 records, positions 1–26") {
 		t.Fatalf("migrate without --yes: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 
@@ -93,12 +97,15 @@ func TestMigrateCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"Done: 25 records of 1 integration and 6 control keys", "Next steps", filepath.Join(dir, "secret.key"), "--nats " + c.URLs(), "keep\n     working"} {
+	for _, want := range []string{"Done: 26 records of 1 integration and 6 control keys copied into the stream cli in", "Next steps", filepath.Join(dir, "secret.key"), "--nats " + c.URLs(), "keep\n     working"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if !strings.Contains(stderr, "copied 25 of 25 records") {
+	if !strings.Contains(stdout, "with 1 redelivery claims") || !strings.Contains(stderr, "copied 1 of 1 claims") {
+		t.Errorf("the claim is not in the output:\n%s\n%s", stdout, stderr)
+	}
+	if !strings.Contains(stderr, "copied 26 of 26 records") {
 		t.Errorf("no progress on stderr:\n%s", stderr)
 	}
 
@@ -123,8 +130,11 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal("the webhook URL does not authenticate on the cluster")
 	}
 	recs, err := js.Read(ctx, 1, 0, 100, 1<<20)
-	if err != nil || len(recs) != 25 || string(recs[24].Body) != `{"i":24}` || recs[24].Position != 25 {
+	if err != nil || len(recs) != 26 || string(recs[25].Body) != `{"i":25}` || recs[25].Position != 26 {
 		t.Fatalf("the cluster's log: %d records, %v", len(recs), err)
+	}
+	if _, dup, err := js.AppendOnce(ctx, 1, time.Now(), "evt-1", time.Hour, [][]byte{[]byte(`{}`)}); err != nil || !dup {
+		t.Fatalf("a redelivery of evt-1 on the cluster: duplicate %v, %v", dup, err)
 	}
 
 	code, stdout, _ = runMigrate(append(args, "--json")...)

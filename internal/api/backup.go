@@ -40,6 +40,10 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 		return
 	}
+	if errors.Is(err, backup.ErrCluster) {
+		writeError(w, http.StatusNotImplemented, "not_implemented", err.Error())
+		return
+	}
 	if err != nil {
 		a.Logger.Error("backup failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "backup_failed", "the backup could not be taken: "+err.Error())

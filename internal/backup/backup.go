@@ -44,6 +44,12 @@ const (
 // ErrRunning is returned when a backup is asked for while another runs.
 var ErrRunning = errors.New("another backup is running on this server; wait for it to finish")
 
+// ErrCluster is returned when a backup is asked of a node of a cluster: its log
+// and control data are on the NATS JetStream cluster, not in its data dir.
+var ErrCluster = errors.New("hookhouse backup copies one node's data dir; in cluster mode the log and the control data " +
+	"live on the NATS JetStream cluster: back up its stream and KV buckets with NATS's own stream backups " +
+	"(nats stream backup), and PostgreSQL with pg_dump (docs/cluster.md)")
+
 // Manifest describes a backup. Nothing in it is secret.
 type Manifest struct {
 	Format    int       `json:"format"`

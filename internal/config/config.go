@@ -42,6 +42,14 @@ type Config struct {
 	TLS
 	// MemoryLimit is the whole process's memory budget (see Budget).
 	MemoryLimit int64
+
+	// Cluster mode (cluster.go): NATS is --nats, "" for a single node.
+	NATS         string
+	NATSCreds    string // credentials file
+	NATSCA       string // PEM roots for the NATS servers' TLS
+	NATSReplicas int
+	NATSStream   string // the stream's name; the KV buckets derive theirs from it
+	NodeName     string // default: the hostname
 }
 
 // Default returns the embedded defaults of SPEC §1.
@@ -63,6 +71,9 @@ func Default() Config {
 		ReadTimeout:       60 * time.Second,
 
 		MemoryLimit: 1 << 30,
+
+		NATSReplicas: DefaultNATSReplicas,
+		NATSStream:   DefaultNATSStream,
 	}
 }
 
@@ -74,6 +85,7 @@ var serveGroups = []FlagGroup{
 	{"Receiving and loading", []string{"max-body", "batch-size", "batch-wait", "max-columns"}},
 	{"Logging", []string{"log-format", "log-level"}},
 	{"Memory", []string{"memory-limit"}},
+	{"Cluster", clusterFlagNames},
 	{"Other", nil},
 }
 
@@ -120,7 +132,8 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Config, e
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `FORMAT`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL`: debug, info, warn or error")
 
-	c.TLS.register(fs) // HTTPS and proxies (tls.go)
+	c.TLS.register(fs)    // HTTPS and proxies (tls.go)
+	c.registerCluster(fs) // cluster mode (cluster.go)
 
 	fs.Usage = func() {} // flag calls it on every mistake; help is printed below, on request
 	usage := func() {
@@ -143,17 +156,20 @@ can also be set by its env twin, named below; a flag on the command line wins.
 		}
 	})
 	if envErr != nil {
-		return c, envErr
+		return c, &UsageError{envErr}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage()
 			return c, err
 		}
-		return c, fmt.Errorf("config: %w (see 'hookhouse serve --help')", err)
+		return c, &UsageError{fmt.Errorf("config: %w (see 'hookhouse serve --help')", err)}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))
+		return c, &UsageError{fmt.Errorf("config: unexpected argument %q (see 'hookhouse serve --help')", fs.Arg(0))}
+	}
+	if c.NodeName == "" {
+		c.NodeName = defaultNodeName()
 	}
 	c.MaxBody = int64(maxBody)
 	c.MemoryLimit = int64(memoryLimit)
@@ -240,11 +256,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--log-level must be debug, info, warn or error"))
 	}
 	errs = append(errs, c.TLS.validate(c.Listen, c.PublicURL)...) // HTTPS and proxies (tls.go)
+	errs = append(errs, c.validateCluster()...)                   // cluster mode (cluster.go)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return &UsageError{fmt.Errorf("config: %w", err)}
 	}
 	return nil
 }
+
+// UsageError is a mistake in the settings (a flag, an env twin, or a
+// combination of them): `hookhouse serve` exits with status 2 on it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
 
 // AdminKeyPath is where the admin key is written for the CLI.
 func (c Config) AdminKeyPath() string { return filepath.Join(c.Data, "admin.key") }
@@ -260,7 +284,8 @@ func (c Config) String() string {
 	}
 	return fmt.Sprintf("data=%s listen=%s public-url=%s warehouse=%s max-body=%s batch=%d/%s retention=%s max-columns=%d memory-limit=%s",
 		c.Data, c.Listen, c.PublicURL, wh, byteSize(c.MaxBody).String(), c.BatchSize, c.BatchWait, c.Retention, c.MaxColumns, byteSize(c.MemoryLimit)) +
-		c.TLS.String() // HTTPS and proxies (tls.go)
+		c.TLS.String() + // HTTPS and proxies (tls.go)
+		c.clusterString() // cluster mode (cluster.go)
 }
 
 // redacted replaces a secret in a printed DSN.

@@ -86,11 +86,16 @@ func fail(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// KV is the durable storage the store writes through to (state.Pebble).
+// KV is the durable storage the store writes through to (state.Store: Pebble,
+// or JetStream shared by the nodes of a cluster). Every control key is written
+// with PutIf (compare-and-set; see shared.go).
 type KV interface {
 	Get(key string) ([]byte, error)
 	Put(kvs map[string][]byte) error
 	Scan(prefix string, fn func(key string, value []byte) error) error
+	// PutIf writes kvs only if every key of expect holds the value given
+	// there (nil: absent); otherwise it writes nothing and fails.
+	PutIf(expect, kvs map[string][]byte) error
 }
 
 const (
@@ -135,6 +140,11 @@ type Store struct {
 	verifiers map[int64]*verify.Verifier
 	usedMu    sync.Mutex
 	used      map[int64]time.Time // url id -> last use not yet written
+	// Cluster mode (shared.go): fresh says whether the caches have every
+	// change other nodes stored until a moment ago (nil: one node, always);
+	// pending holds values this node wrote that the watch has not yet echoed.
+	fresh   func() bool
+	pending map[string]pendingValue
 }
 
 // Open loads the control data. notFound is the error kv.Get returns for a missing key.
@@ -254,7 +264,12 @@ func (s *Store) ensureInstallation() error {
 		return fmt.Errorf("control: %w", err)
 	}
 	id := randomHex(16)
-	if err := s.kv.Put(map[string][]byte{keyInstall: []byte(id)}); err != nil {
+	if err := s.kv.PutIf(map[string][]byte{keyInstall: nil}, map[string][]byte{keyInstall: []byte(id)}); err != nil {
+		// Another node of the cluster may have made it first: use that one.
+		if v, gerr := s.kv.Get(keyInstall); gerr == nil {
+			s.installation = string(v)
+			return nil
+		}
 		return fmt.Errorf("control: create the installation id: %w", err)
 	}
 	s.installation = id
@@ -265,7 +280,8 @@ func (s *Store) ensureInstallation() error {
 func (s *Store) Installation() string { return s.installation }
 
 // EnsureAdminKey creates the admin key on first start. It returns the new key, or
-// "" when one existed already.
+// "" when one existed already. Of nodes of a cluster starting at once, exactly
+// one creates it (compare-and-set); the others take its hash and return "".
 func (s *Store) EnsureAdminKey() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,27 +290,46 @@ func (s *Store) EnsureAdminKey() (string, error) {
 	}
 	key := "hhk_" + randomHex(32)
 	h := sha256.Sum256([]byte(key))
-	if err := s.kv.Put(map[string][]byte{keyAdminHash: h[:]}); err != nil {
-		return "", err
+	err := s.kv.PutIf(map[string][]byte{keyAdminHash: nil}, map[string][]byte{keyAdminHash: h[:]})
+	if err == nil {
+		s.applyLocked(keyAdminHash, h[:], true)
+		return key, nil
 	}
-	s.adminHash = h[:]
-	return key, nil
+	v, gerr := s.kv.Get(keyAdminHash)
+	if gerr == nil {
+		s.adminHash = v // another node made it first
+		return "", nil
+	}
+	return "", fmt.Errorf("control: %w", err)
 }
 
 // ResetAdminKey replaces the admin key and returns the new one.
 func (s *Store) ResetAdminKey() (string, error) {
 	s.mu.Lock()
-	s.adminHash = nil
-	s.mu.Unlock()
-	return s.EnsureAdminKey()
+	defer s.mu.Unlock()
+	key := "hhk_" + randomHex(32)
+	h := sha256.Sum256([]byte(key))
+	err := s.change([]string{keyAdminHash}, func(map[string][]byte) (map[string][]byte, error) {
+		return map[string][]byte{keyAdminHash: h[:]}, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return key, nil
 }
 
-// CheckAdminKey reports whether key is the admin key, in constant time.
+// CheckAdminKey reports whether key is the admin key, in constant time. While
+// the cache may be behind other nodes (Follow) it checks the stored hash.
 func (s *Store) CheckAdminKey(key string) bool {
 	h := sha256.Sum256([]byte(key))
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.adminHash) == 32 && subtle.ConstantTimeCompare(h[:], s.adminHash) == 1
+	fresh := s.isFresh()
+	ok := len(s.adminHash) == 32 && subtle.ConstantTimeCompare(h[:], s.adminHash) == 1
+	s.mu.RUnlock()
+	if fresh {
+		return ok
+	}
+	return s.checkAdminStored(key)
 }
 
 // NewIntegration is what a user asks for.
@@ -365,18 +400,12 @@ func (s *Store) CreateRevealing(req NewIntegration, now time.Time) (_ *Integrati
 			return nil, "", fail(ErrConflict, "schema %s is already used by integration %d (%q); choose another name or schema", schema, in.ID, in.Name)
 		}
 	}
-	ids := s.last
-	ids.integration++
 	in := &Integration{
-		ID: ids.integration, Name: name, Type: req.Type, Schema: schema,
+		Name: name, Type: req.Type, Schema: schema,
 		PrimaryKey: req.PrimaryKey, CreatedAt: now.UTC().Truncate(time.Second),
 		DedupeWindow: req.DedupeWindow,
 	}
-	vals := map[string]any{keyIntegration + id(in.ID): in}
-	var (
-		secret *storedSecret
-		plain  []byte
-	)
+	var secret *storedSecret
 	if req.Verify != nil {
 		cfg := req.Verify.WithDefaults()
 		in.Verify = &cfg
@@ -385,48 +414,66 @@ func (s *Store) CreateRevealing(req NewIntegration, now time.Time) (_ *Integrati
 		// without a secret and refuses every delivery until one is added.
 		if _, genErr := verify.GenerateSecret(cfg.Scheme); req.Secret != "" || genErr == nil {
 			var err error
-			if secret, plain, revealed, err = s.newSecret(in, req.Secret, now); err != nil {
+			if secret, _, revealed, err = s.newSecret(in, req.Secret, now); err != nil {
 				return nil, "", err
 			}
+			secret.ID = 1
+		}
+	}
+	schemaKey := keySchema + schema
+	err := s.change([]string{keyLastIntegration, keyLastURL, schemaKey}, func(cur map[string][]byte) (map[string][]byte, error) {
+		if v := cur[schemaKey]; v != nil {
+			return nil, fail(ErrConflict, "schema %s is already used by integration %s; choose another name or schema", schema, v)
+		}
+		ids, err := s.storedIDs(cur)
+		if err != nil {
+			return nil, err
+		}
+		ids.integration++
+		in.ID = ids.integration
+		vals := map[string]any{integrationKey(in.ID): in}
+		if secret != nil {
+			secret.Integration = in.ID
 			vals[secretKeyName(in.ID, secret.ID)] = secret
 		}
-	}
-	if err := s.write(ids, vals); err != nil {
-		return nil, "", err
-	}
-	s.integrations[in.ID] = in
-	if secret != nil {
-		s.secrets[in.ID] = []*storedSecret{secret}
-		s.plain[in.ID] = [][]byte{plain}
-	}
-	if in.Verify != nil {
-		if err := s.rebuild(in.ID); err != nil && secret != nil {
-			s.logger.Error("integration cannot verify deliveries", "integration", in.ID, "err", err)
+		kvs, err := jsonValues(vals)
+		if err != nil {
+			return nil, err
 		}
+		ids.put(kvs)
+		kvs[schemaKey] = []byte(strconv.FormatInt(in.ID, 10))
+		return kvs, nil
+	})
+	if err != nil {
+		return nil, "", err
 	}
 	return in, revealed, nil
 }
 
-// write stores values (JSON) and the id counters in one durable write, then
-// takes ids as the store's counters.
-func (s *Store) write(ids lastIDs, vals map[string]any) error {
-	kvs := map[string][]byte{
-		keyLastIntegration: []byte(strconv.FormatInt(ids.integration, 10)),
-		keyLastURL:         []byte(strconv.FormatInt(ids.url, 10)),
-		keySharedID:        []byte(strconv.FormatInt(max(ids.integration, ids.url), 10)),
-	}
-	for k, v := range vals {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
+// storedIDs reads the id counters from values read for change (a state
+// without them continues from the cache, as loadLastIDs does).
+func (s *Store) storedIDs(cur map[string][]byte) (lastIDs, error) {
+	ids := s.last
+	for _, c := range []struct {
+		key string
+		n   *int64
+	}{{keyLastIntegration, &ids.integration}, {keyLastURL, &ids.url}} {
+		if v := cur[c.key]; v != nil {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return ids, fmt.Errorf("control: corrupt %s: %w", c.key, err)
+			}
+			*c.n = max(*c.n, n)
 		}
-		kvs[k] = b
 	}
-	if err := s.kv.Put(kvs); err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	s.last = ids
-	return nil
+	return ids, nil
+}
+
+// put adds the counters to a write.
+func (ids lastIDs) put(kvs map[string][]byte) {
+	kvs[keyLastIntegration] = []byte(strconv.FormatInt(ids.integration, 10))
+	kvs[keyLastURL] = []byte(strconv.FormatInt(ids.url, 10))
+	kvs[keySharedID] = []byte(strconv.FormatInt(max(ids.integration, ids.url), 10))
 }
 
 // Integrations lists live integrations by id.
@@ -473,31 +520,62 @@ func (s *Store) Integration(intID int64) (*Integration, error) {
 func (s *Store) Delete(intID int64, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.integrations[intID]
-	if !ok || in.DeletedAt != nil {
+	if in, ok := s.integrations[intID]; !ok || in.DeletedAt != nil {
 		return fail(ErrNotFound, "integration %d not found", intID)
 	}
 	t := now.UTC().Truncate(time.Second)
-	d := *in
-	d.DeletedAt = &t
-	vals := map[string]any{keyIntegration + id(intID): &d}
-	revoked := map[int64]*WebhookURL{}
+	keys := []string{integrationKey(intID)}
 	for _, u := range s.urls {
-		if u.Integration == intID && u.RevokedAt == nil {
-			c := *u
-			c.RevokedAt = &t
-			vals[keyURL+id(u.ID)] = &c
-			revoked[u.ID] = &c
+		if u.Integration == intID {
+			keys = append(keys, urlKey(u.ID))
 		}
 	}
-	if err := s.write(s.last, vals); err != nil {
-		return err
+	return s.change(keys, func(cur map[string][]byte) (map[string][]byte, error) {
+		d, err := decodeIntegration(cur[integrationKey(intID)])
+		if err != nil || d == nil || d.DeletedAt != nil {
+			return nil, fail(ErrNotFound, "integration %d not found", intID)
+		}
+		d.DeletedAt = &t
+		vals := map[string]any{integrationKey(intID): d}
+		for k, v := range cur {
+			if !strings.HasPrefix(k, keyURL) || v == nil {
+				continue
+			}
+			var u WebhookURL
+			if err := json.Unmarshal(v, &u); err != nil {
+				return nil, fmt.Errorf("control: corrupt webhook url: %w", err)
+			}
+			if u.RevokedAt == nil {
+				u.RevokedAt = &t
+				vals[k] = &u
+			}
+		}
+		return jsonValues(vals)
+	})
+}
+
+// decodeIntegration decodes a stored integration (nil: absent).
+func decodeIntegration(v []byte) (*Integration, error) {
+	if v == nil {
+		return nil, nil
 	}
-	s.integrations[intID] = &d
-	for uid, u := range revoked {
-		s.setURL(uid, u)
+	var in Integration
+	if err := json.Unmarshal(v, &in); err != nil {
+		return nil, fmt.Errorf("control: corrupt integration: %w", err)
 	}
-	return nil
+	return &in, nil
+}
+
+// decodeURL decodes a stored webhook URL (nil: absent).
+func decodeURL(v []byte) (*WebhookURL, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var u WebhookURL
+	if err := json.Unmarshal(v, &u); err != nil {
+		return nil, fmt.Errorf("control: corrupt webhook url: %w", err)
+	}
+	return &u, nil
 }
 
 func (s *Store) setURL(uid int64, u *WebhookURL) {
@@ -514,31 +592,44 @@ func (s *Store) GenerateURL(intID int64, now time.Time) (*WebhookURL, string, er
 	h := sha256.Sum256([]byte(token))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.integrations[intID]
-	if !ok || in.DeletedAt != nil {
+	if in, ok := s.integrations[intID]; !ok || in.DeletedAt != nil {
 		return nil, "", fail(ErrNotFound, "integration %d not found", intID)
 	}
-	active := 0
-	for _, u := range s.urls {
-		if u.Integration == intID && u.RevokedAt == nil {
-			active++
+	var u *WebhookURL
+	err := s.change([]string{keyLastIntegration, keyLastURL, integrationKey(intID)}, func(cur map[string][]byte) (map[string][]byte, error) {
+		in, err := decodeIntegration(cur[integrationKey(intID)])
+		if err != nil || in == nil || in.DeletedAt != nil {
+			return nil, fail(ErrNotFound, "integration %d not found", intID)
 		}
-	}
-	if active >= MaxActiveURLs {
-		return nil, "", fail(ErrConflict, "integration %d already has %d active webhook URLs; revoke one before generating another", intID, MaxActiveURLs)
-	}
-	ids := s.last
-	ids.url++
-	u := &WebhookURL{
-		ID: ids.url, Integration: intID, Hash: hex.EncodeToString(h[:]),
-		Hint: token[len(token)-4:], CreatedAt: now.UTC().Truncate(time.Second),
-	}
-	if err := s.write(ids, map[string]any{keyURL + id(u.ID): u}); err != nil {
+		active := 0
+		for _, u := range s.urls {
+			if u.Integration == intID && u.RevokedAt == nil {
+				active++
+			}
+		}
+		if active >= MaxActiveURLs {
+			return nil, fail(ErrConflict, "integration %d already has %d active webhook URLs; revoke one before generating another", intID, MaxActiveURLs)
+		}
+		ids, err := s.storedIDs(cur)
+		if err != nil {
+			return nil, err
+		}
+		ids.url++
+		u = &WebhookURL{
+			ID: ids.url, Integration: intID, Hash: hex.EncodeToString(h[:]),
+			Hint: token[len(token)-4:], CreatedAt: now.UTC().Truncate(time.Second),
+		}
+		kvs, err := jsonValues(map[string]any{urlKey(u.ID): u})
+		if err != nil {
+			return nil, err
+		}
+		ids.put(kvs)
+		return kvs, nil
+	})
+	if err != nil {
 		return nil, "", err
 	}
-	s.setURL(u.ID, u)
-	c := *u
-	return &c, token, nil
+	return u, token, nil
 }
 
 // URLs lists an integration's webhook URLs (revoked ones too), oldest first.
@@ -573,22 +664,22 @@ func (s *Store) RevokeURL(intID, urlID int64, now time.Time) error {
 	if in, ok := s.integrations[intID]; !ok || in.DeletedAt != nil {
 		return fail(ErrNotFound, "integration %d not found", intID)
 	}
-	u, ok := s.urls[urlID]
-	if !ok || u.Integration != intID {
-		return fail(ErrNotFound, "webhook URL %d not found in integration %d", urlID, intID)
-	}
-	if u.RevokedAt != nil {
-		return fail(ErrAlreadyRevoked, "webhook URL ****%s (id %d) of integration %d was already revoked at %s; nothing changed",
-			u.Hint, u.ID, intID, u.RevokedAt.UTC().Format(time.RFC3339))
-	}
 	t := now.UTC().Truncate(time.Second)
-	c := *u
-	c.RevokedAt = &t
-	if err := s.write(s.last, map[string]any{keyURL + id(urlID): &c}); err != nil {
-		return err
-	}
-	s.setURL(urlID, &c)
-	return nil
+	return s.change([]string{urlKey(urlID)}, func(cur map[string][]byte) (map[string][]byte, error) {
+		u, err := decodeURL(cur[urlKey(urlID)])
+		if err != nil {
+			return nil, err
+		}
+		if u == nil || u.Integration != intID {
+			return nil, fail(ErrNotFound, "webhook URL %d not found in integration %d", urlID, intID)
+		}
+		if u.RevokedAt != nil {
+			return nil, fail(ErrAlreadyRevoked, "webhook URL ****%s (id %d) of integration %d was already revoked at %s; nothing changed",
+				u.Hint, u.ID, intID, u.RevokedAt.UTC().Format(time.RFC3339))
+		}
+		u.RevokedAt = &t
+		return jsonValues(map[string]any{urlKey(urlID): u})
+	})
 }
 
 // Authenticate reports whether token is an active token of integration intID.
@@ -628,20 +719,33 @@ func (s *Store) FlushLastUsed() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	vals := map[string]any{}
-	changed := map[int64]*WebhookURL{}
-	for uid, t := range used {
-		u, ok := s.urls[uid]
-		if !ok {
-			continue
-		}
-		c := *u
-		t := t
-		c.LastUsedAt = &t
-		vals[keyURL+id(uid)] = &c
-		changed[uid] = &c
+	keys := make([]string, 0, len(used))
+	for uid := range used {
+		keys = append(keys, urlKey(uid))
 	}
-	if err := s.write(s.last, vals); err != nil {
+	sort.Strings(keys)
+	// Read, change and write each URL's stored record: a copy from the cache
+	// could be older than a revocation another node just made.
+	err := s.change(keys, func(cur map[string][]byte) (map[string][]byte, error) {
+		vals := map[string]any{}
+		for uid, t := range used {
+			u, err := decodeURL(cur[urlKey(uid)])
+			if err != nil {
+				return nil, err
+			}
+			if u == nil || (u.LastUsedAt != nil && !u.LastUsedAt.Before(t)) {
+				continue
+			}
+			t := t
+			u.LastUsedAt = &t
+			vals[urlKey(uid)] = u
+		}
+		if len(vals) == 0 {
+			return nil, errNoChange
+		}
+		return jsonValues(vals)
+	})
+	if err != nil {
 		s.usedMu.Lock()
 		for uid, t := range used {
 			if _, newer := s.used[uid]; !newer {
@@ -650,9 +754,6 @@ func (s *Store) FlushLastUsed() error {
 		}
 		s.usedMu.Unlock()
 		return err
-	}
-	for uid, u := range changed {
-		s.setURL(uid, u)
 	}
 	return nil
 }

@@ -9,24 +9,32 @@ import "time"
 func (s *Store) SetPaused(intID int64, paused bool, now time.Time) (*Integration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, err := s.live(intID)
+	if _, err := s.live(intID); err != nil {
+		return nil, err
+	}
+	var out *Integration
+	err := s.change([]string{integrationKey(intID)}, func(cur map[string][]byte) (map[string][]byte, error) {
+		in, err := decodeIntegration(cur[integrationKey(intID)])
+		if err != nil {
+			return nil, err
+		}
+		if in == nil || in.DeletedAt != nil {
+			return nil, fail(ErrNotFound, "integration %d not found", intID)
+		}
+		out = in
+		if (in.PausedAt != nil) == paused {
+			return nil, errNoChange
+		}
+		in.PausedAt = nil
+		if paused {
+			t := now.UTC().Truncate(time.Second)
+			in.PausedAt = &t
+		}
+		return jsonValues(map[string]any{integrationKey(intID): in})
+	})
 	if err != nil {
 		return nil, err
 	}
-	if (in.PausedAt != nil) == paused {
-		out := *in
-		return &out, nil
-	}
-	next := *in
-	next.PausedAt = nil
-	if paused {
-		t := now.UTC().Truncate(time.Second)
-		next.PausedAt = &t
-	}
-	if err := s.write(s.last, map[string]any{keyIntegration + id(intID): &next}); err != nil {
-		return nil, err
-	}
-	s.integrations[intID] = &next
-	out := next
-	return &out, nil
+	c := *out
+	return &c, nil
 }

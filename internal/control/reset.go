@@ -27,20 +27,29 @@ type Reset struct {
 func (s *Store) SetReset(intID int64, r *Reset) (*Integration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.integrations[intID]
-	if !ok {
+	if _, ok := s.integrations[intID]; !ok {
 		return nil, fail(ErrNotFound, "integration %d not found", intID)
 	}
-	next := *in
-	next.Reset = nil
-	if r != nil {
-		c := *r
-		next.Reset = &c
-	}
-	if err := s.write(s.last, map[string]any{keyIntegration + id(intID): &next}); err != nil {
+	var out *Integration
+	err := s.change([]string{integrationKey(intID)}, func(cur map[string][]byte) (map[string][]byte, error) {
+		in, err := decodeIntegration(cur[integrationKey(intID)])
+		if err != nil {
+			return nil, err
+		}
+		if in == nil {
+			return nil, fail(ErrNotFound, "integration %d not found", intID)
+		}
+		in.Reset = nil
+		if r != nil {
+			c := *r
+			in.Reset = &c
+		}
+		out = in
+		return jsonValues(map[string]any{integrationKey(intID): in})
+	})
+	if err != nil {
 		return nil, err
 	}
-	s.integrations[intID] = &next
-	out := next
-	return &out, nil
+	c := *out
+	return &c, nil
 }

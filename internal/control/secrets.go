@@ -176,17 +176,24 @@ func (s *Store) AddSecret(intID int64, secret string, now time.Time) (_ *Secret,
 	if n := len(s.secrets[intID]); n >= verify.MaxSecrets {
 		return nil, "", fail(ErrConflict, "integration %d already has %d secrets: remove the old one (DELETE …/secrets/{id}) before adding another", intID, n)
 	}
-	st, plain, revealed, err := s.newSecret(in, secret, now)
+	st, _, revealed, err := s.newSecret(in, secret, now)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.write(s.last, map[string]any{secretKeyName(intID, st.ID): st}); err != nil {
+	// The integration's record is expected unchanged (and written again), so
+	// that secret changes of one integration on several nodes go one at a time.
+	key := secretKeyName(intID, st.ID)
+	err = s.change([]string{integrationKey(intID), key}, func(cur map[string][]byte) (map[string][]byte, error) {
+		if in, err := decodeIntegration(cur[integrationKey(intID)]); err != nil || in == nil || in.DeletedAt != nil {
+			return nil, fail(ErrNotFound, "integration %d not found", intID)
+		}
+		if cur[key] != nil {
+			return nil, fail(ErrConflict, "another secret of integration %d was added at the same moment; list the secrets and try again", intID)
+		}
+		return jsonValues(map[string]any{key: st})
+	})
+	if err != nil {
 		return nil, "", err
-	}
-	s.secrets[intID] = append(s.secrets[intID], st)
-	s.plain[intID] = append(s.plain[intID], plain)
-	if err := s.rebuild(intID); err != nil {
-		s.logger.Error("integration cannot verify deliveries", "integration", intID, "err", err)
 	}
 	out := st.Secret
 	return &out, revealed, nil
@@ -208,16 +215,13 @@ func (s *Store) RemoveSecret(intID, secretID int64, now time.Time) error {
 	if len(list) == 1 {
 		return fail(ErrConflict, "secret %d is integration %d's only secret: add the new one first, then remove this one", secretID, intID)
 	}
-	if err := s.kv.Put(map[string][]byte{secretKeyName(intID, secretID): nil}); err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	s.secrets[intID] = slices.Delete(slices.Clone(list), i, i+1)
-	plain := slices.Clone(s.plain[intID])
-	s.plain[intID] = slices.Delete(plain, i, i+1)
-	if err := s.rebuild(intID); err != nil {
-		s.logger.Error("integration cannot verify deliveries", "integration", intID, "err", err)
-	}
-	return nil
+	key := secretKeyName(intID, secretID)
+	return s.change([]string{integrationKey(intID), key}, func(cur map[string][]byte) (map[string][]byte, error) {
+		if cur[key] == nil {
+			return nil, fail(ErrNotFound, "integration %d has no secret %d", intID, secretID)
+		}
+		return map[string][]byte{key: nil}, nil
+	})
 }
 
 // live returns a live integration; s.mu must be held.
@@ -308,12 +312,24 @@ func (s *Store) UpdateVerify(intID int64, ch VerifyChange) (*Integration, error)
 			return nil, err
 		}
 	}
-	if err := s.write(s.last, map[string]any{keyIntegration + id(intID): &next}); err != nil {
+	// Written over the stored record, expected to be the one cached: a change
+	// made meanwhile on another node makes this one fail rather than be lost.
+	cached, err := json.Marshal(in)
+	if err != nil {
 		return nil, err
 	}
-	s.integrations[intID] = &next
-	if err := s.rebuild(intID); err != nil {
-		s.logger.Error("integration cannot verify deliveries", "integration", intID, "err", err)
+	err = s.change([]string{integrationKey(intID)}, func(cur map[string][]byte) (map[string][]byte, error) {
+		stored, err := decodeIntegration(cur[integrationKey(intID)])
+		if err != nil {
+			return nil, err
+		}
+		if b, _ := json.Marshal(stored); string(b) != string(cached) {
+			return nil, fail(ErrConflict, "integration %d was changed at the same moment on another node; try again", intID)
+		}
+		return jsonValues(map[string]any{integrationKey(intID): &next})
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := next
 	return &out, nil

@@ -19,9 +19,12 @@ import (
 	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
-// Authenticator checks a token against an integration (control.Store).
+// Authenticator checks a token against an integration (control.Store). An
+// error means it cannot tell now (in cluster mode: its cache may be behind
+// and the cluster cannot be asked): the request is answered 503, never
+// accepted.
 type Authenticator interface {
-	Authenticate(integration int64, token string, now time.Time) bool
+	Authorize(integration int64, token string, now time.Time) (bool, error)
 }
 
 // Appender stores records durably (state.Pebble); it returns only once they are on disk.
@@ -119,7 +122,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *Outcome) int 
 	}
 	now := time.Now()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 || !h.Auth.Authenticate(id, r.PathValue("token"), now) {
+	ok := false
+	if err == nil && id > 0 {
+		if ok, err = h.Auth.Authorize(id, r.PathValue("token"), now); err != nil {
+			h.Logger.Warn("cannot check a webhook URL now", "integration", id, "err", err)
+			w.Header().Set("Retry-After", strconv.Itoa(max(h.RetryAfter, 1)))
+			return o.fail(w, http.StatusServiceUnavailable, "hookhouse cannot check webhook URLs right now; retry later")
+		}
+	}
+	if !ok {
 		if !h.Failures.Allow(r, now) {
 			w.Header().Set("Retry-After", "10")
 			return o.fail(w, http.StatusTooManyRequests, "too many requests with unknown or revoked webhook URLs from this address; slow down")

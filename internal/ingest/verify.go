@@ -42,8 +42,11 @@ func (h *Handler) getHandshake(w http.ResponseWriter, r *http.Request, o *Outcom
 	}
 	now := time.Now()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 || !h.Auth.Authenticate(id, r.PathValue("token"), now) {
+	if err != nil || id <= 0 {
 		return 0, false
+	}
+	if ok, err := h.Auth.Authorize(id, r.PathValue("token"), now); err != nil || !ok {
+		return 0, false // not one: a URL that cannot be checked now gets no challenge answered
 	}
 	v, verifying := h.Verify.Verifier(id)
 	if !verifying || v == nil {

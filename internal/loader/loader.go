@@ -386,6 +386,9 @@ func (l *Loader) run(w *worker) {
 			msg := what + "; accepted records stay in the log and loading is retried"
 			if errors.Is(err, warehouse.ErrStateMismatch) {
 				msg = what + ": the warehouse's load position is not this loader's; nothing is loaded until that is resolved"
+				if l.opts.Leases != nil {
+					msg = what + ": another node loaded this integration meanwhile (the warehouse refused this batch, so nothing is loaded twice); re-reading the load position"
+				}
 			}
 			logger.Error(msg, "err", err, "failures_in_a_row", n)
 			lastWarn = time.Now()

@@ -33,7 +33,13 @@ import (
 // Receiving and loading go on throughout. A restore of the snapshot loads the
 // records P+1..head from its log into its warehouse copy: each record once.
 // Only one backup runs at a time (backup.ErrRunning).
+//
+// In cluster mode there is nothing local to copy: it answers backup.ErrCluster.
 func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
+	log, ok := s.state.(*state.Pebble)
+	if !ok || s.cluster != nil {
+		return nil, backup.ErrCluster
+	}
 	if !s.backupMu.TryLock() {
 		return nil, backup.ErrRunning
 	}
@@ -55,7 +61,7 @@ func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
 		Installation: s.control.Installation(), Warehouse: backup.WarehouseDuckDB}
 	integrations := s.control.AllIntegrations()
 
-	release := s.state.HoldTrims()
+	release := log.HoldTrims()
 	var states map[int64]warehouse.State
 	if s.cfg.Warehouse == "" {
 		lw, ok := s.wh.(*lazyWarehouse)
@@ -77,7 +83,7 @@ func (s *Server) Snapshot(ctx context.Context) (_ *backup.Snapshot, err error) {
 			states, err = nil, nil
 		}
 	}
-	err = s.state.Checkpoint(filepath.Join(dir, "state"))
+	err = log.Checkpoint(filepath.Join(dir, "state"))
 	release()
 	if err != nil {
 		return nil, err

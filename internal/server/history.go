@@ -12,8 +12,11 @@ import (
 // which samples lag and flushes, is started once the loader runs and closed
 // after the loader and before the state.
 func (s *Server) openHistory() error {
-	h, err := history.OpenWith(s.state, s.logger.With("component", "history"), time.Now,
-		history.Options{Lag: s.historyLag})
+	opts := history.Options{Lag: s.historyLag}
+	if s.cluster != nil {
+		opts.Node = s.cfg.NodeName // each node keeps its own counts in the shared state
+	}
+	h, err := history.OpenWith(s.state, s.logger.With("component", "history"), time.Now, opts)
 	if err != nil {
 		return fmt.Errorf("server: open the dashboard's history: %w", err)
 	}

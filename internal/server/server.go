@@ -41,7 +41,8 @@ type Server struct {
 	cfg    config.Config
 	logger *slog.Logger
 
-	state   *state.Pebble
+	// state is Pebble on one node, JetStream in cluster mode (cluster.go).
+	state   state.Store
 	control *control.Store
 	wh      warehouse.Warehouse
 	loader  *loader.Loader
@@ -64,6 +65,9 @@ type Server struct {
 	stopBg chan struct{}
 
 	backupMu sync.Mutex // held while a backup is staged and streamed (backup.go)
+
+	// Cluster mode (cluster.go): nil on a single node.
+	cluster *cluster
 }
 
 // Open builds and starts everything but the HTTP listener (see Serve).
@@ -83,34 +87,50 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	if err := os.RemoveAll(s.backupDir()); err != nil {
 		logger.Warn("could not remove an interrupted backup's staged files", "err", err)
 	}
-	st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
-		SyncObserver: s.metrics.Sync,
-	})
-	if err != nil {
-		return nil, err
+	if cfg.Cluster() {
+		if err := s.openCluster(ctx); err != nil { // cluster.go
+			return nil, err
+		}
+	} else {
+		st, err := state.OpenPebble(filepath.Join(cfg.Data, "state"), logger.With("component", "log"), state.Options{
+			SyncObserver: s.metrics.Sync,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.state = st
 	}
-	s.state = st
+	st := s.state
 	ctl, err := control.Open(st, state.ErrNotFound, logger.With("component", "control"))
 	if err != nil {
-		s.state.Close()
+		s.closeState()
 		return nil, err
 	}
 	s.control = ctl
+	if s.cluster != nil {
+		s.followControl() // cluster.go: other nodes' changes into the caches
+	}
 	box, err := secretbox.Load(cfg.Data, cfg.SecretKey)
 	if err != nil {
-		s.state.Close()
+		s.closeState()
 		return nil, fmt.Errorf("server: signing secrets key: %w", err)
 	}
+	if s.cluster != nil {
+		if err := ctl.CheckSealer(box); err != nil {
+			s.closeState()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	if err := ctl.SetSealer(box); err != nil {
-		s.state.Close()
+		s.closeState()
 		return nil, err
 	}
 	if err := s.ensureAdminKey(); err != nil {
-		s.state.Close()
+		s.closeState()
 		return nil, err
 	}
 	if err := s.openHistory(); err != nil {
-		s.state.Close()
+		s.closeState()
 		return nil, err
 	}
 	budget := cfg.Budget()
@@ -130,7 +150,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		}
 		first, err := open(ctx)
 		if err != nil {
-			s.state.Close()
+			s.closeState()
 			return nil, fmt.Errorf("server: open warehouse: %w", err)
 		}
 		s.wh = &lazyWarehouse{logger: whLogger, retryEvery: time.Second, open: open, broken: duckdb.Invalidated, inner: first}
@@ -152,7 +172,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	attemptsDir := filepath.Join(cfg.Data, "loading")
 	if err := os.MkdirAll(attemptsDir, 0o700); err != nil {
 		s.wh.Close()
-		s.state.Close()
+		s.closeState()
 		return nil, fmt.Errorf("server: create %s: %w", attemptsDir, err)
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -169,7 +189,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	s.api = &api.API{
 		Control: ctl, Stats: s.apiStats, Query: s.wh, PublicURL: cfg.PublicURL,
 		Logger: logger.With("component", "api"), Reset: s.reset, Backup: s,
-		Import: st, ImportObserve: s.metrics,
+		ImportObserve: s.metrics,
+	}
+	if imp, ok := st.(api.Importer); ok {
+		s.api.Import = imp // nil (imports answer 503) where the state cannot import
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -189,8 +212,19 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	return s, nil
 }
 
+// closeState closes the state and, in cluster mode, the NATS connection.
+func (s *Server) closeState() error {
+	err := s.state.Close()
+	if s.cluster != nil {
+		s.cluster.nc.Close()
+	}
+	return err
+}
+
 // ensureAdminKey creates the admin key on first start and writes it to
-// <data>/admin.key (0600) for the CLI on this machine.
+// <data>/admin.key (0600) for the CLI on this machine. In cluster mode only the
+// node that creates it (the first to start) reveals and writes it; the others
+// use its hash from the cluster.
 func (s *Server) ensureAdminKey() error {
 	key, err := s.control.EnsureAdminKey()
 	if err != nil {
@@ -368,7 +402,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if err := s.wh.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("warehouse close: %w", err))
 	}
-	if err := s.state.Close(); err != nil {
+	if err := s.closeState(); err != nil {
 		errs = append(errs, fmt.Errorf("log close: %w", err))
 	}
 	s.logger.Info("stopped")

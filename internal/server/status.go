@@ -24,6 +24,9 @@ type Status struct {
 	Version      string              `json:"version"`
 	Components   []Component         `json:"components"`
 	Integrations []IntegrationStatus `json:"integrations,omitempty"`
+	// Cluster is set in cluster mode only (cluster.go).
+	// Without the admin key or a session it holds only the node's name.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // Component is one part's state.
@@ -38,6 +41,8 @@ type IntegrationStatus struct {
 	ID     int64  `json:"id"`
 	Name   string `json:"name"`
 	Schema string `json:"schema"`
+	// LoaderNode is the node that loads it (cluster mode; "" if unknown).
+	LoaderNode string `json:"loader_node,omitempty"`
 	api.Stats
 }
 
@@ -50,6 +55,15 @@ func (s *Server) Status(ctx context.Context, details bool) Status {
 		logc.Status, logc.Message = Down, "the log cannot take writes: "+err.Error()
 	}
 	st.Components = append(st.Components, logc)
+	if s.cluster != nil && s.cluster.watch != nil {
+		// Stale caches are not trusted: URLs are checked against the cluster.
+		if err := s.cluster.watch.Err(); err != nil {
+			st.Components = append(st.Components, Component{Name: "control", Status: Degraded,
+				Message: "this node may not have the latest control changes of other nodes (" + err.Error() + "); webhook URLs are checked against the cluster per request"})
+		} else {
+			st.Components = append(st.Components, Component{Name: "control", Status: Operational})
+		}
+	}
 	loadc := Component{Name: "loader", Status: Operational}
 	lerr, since := s.loader.LastError()
 	switch {
@@ -80,9 +94,11 @@ func (s *Server) Status(ctx context.Context, details bool) Status {
 	}
 	if details {
 		for _, in := range s.control.Integrations() {
-			st.Integrations = append(st.Integrations, IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema, Stats: s.apiStats(in.ID)})
+			st.Integrations = append(st.Integrations, IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema,
+				LoaderNode: s.loaderNode(in.ID), Stats: s.apiStats(in.ID)})
 		}
 	}
+	st.Cluster = s.clusterStatus(details)
 	return st
 }
 

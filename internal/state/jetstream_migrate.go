@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,10 +31,17 @@ import (
 // Control data: every control key is copied as it is (integrations, URL
 // hashes, id counters, the admin key hash, sealed signing secrets, paused
 // states and resets, dashboard sessions, chart history), and the duplicate
-// counts. Delivery-id claims are not: on JetStream a claim is a message's
-// Nats-Msg-Id in the stream's duplicate window, which cannot be written for
-// records that are already in the stream. A provider's redelivery of a
-// delivery accepted before the migration can therefore add its rows again.
+// counts.
+//
+// Delivery-id claims: on JetStream a claim is a message's Nats-Msg-Id in the
+// stream's duplicate window, and AppendOnce judges a duplicate by the Hh-At
+// and Hh-W of the message it names. Pebble keeps the SHA-256 of the id, which
+// is what the Nats-Msg-Id holds, so each claim that still counts becomes a
+// message with no records after the integration's last record (an anchor: it
+// moves no position) carrying the claim's id, time and window. The server's
+// duplicate window runs from the migration, so a claim is kept at least as
+// long as on the node. Copied again (a resumed run), it is a duplicate the
+// stream refuses, so it is stored once.
 //
 // The marker key meta/migration says which installation is being copied and
 // whether the copy is done. It is written with the installation id, by
@@ -74,6 +82,7 @@ type MigrationSource interface {
 	First(integration int64) (uint64, error)
 	Read(integration int64, after uint64, max, maxBytes int) ([]Record, error)
 	Duplicates() (map[int64]int64, error)
+	Claims(integration int64, now time.Time, fn func(sum [32]byte, claimedAt, expiresAt time.Time) error) error
 }
 
 var _ MigrationSource = (*PebbleReader)(nil)
@@ -89,6 +98,8 @@ type MigrationLog struct {
 	InCluster uint64
 	// Copied is how many records this run copied.
 	Copied uint64
+	// Claims is how many delivery-id claims count (at the plan's time).
+	Claims uint64
 }
 
 // Records is how many records of the log the node still holds.
@@ -106,6 +117,8 @@ type MigrationPlan struct {
 	Logs        []MigrationLog
 	// ToCopy records are copied, Present are in the cluster already.
 	ToCopy, Present uint64
+	// Claims is the number of delivery-id claims to copy.
+	Claims uint64
 }
 
 // ErrForeignInstallation is returned when the cluster holds the state of
@@ -228,6 +241,13 @@ func (j *JetStream) PlanMigration(ctx context.Context, src MigrationSource) (*Mi
 			l.InCluster = ch.Position
 		}
 		p.Present += min(l.InCluster, l.Head) - min(l.InCluster, l.First-1)
+		if p.Done == nil {
+			err := src.Claims(id, time.Now(), func([32]byte, time.Time, time.Time) error { l.Claims++; return nil })
+			if err != nil {
+				return nil, fmt.Errorf("read the data dir's delivery claims: %w", err)
+			}
+			p.Claims += l.Claims
+		}
 		p.Logs = append(p.Logs, l)
 	}
 	return p, nil
@@ -323,6 +343,9 @@ type MigrateOptions struct {
 	// ControlProgress, if set, is called with the number of control keys
 	// copied so far after each chunk.
 	ControlProgress func(copied int)
+	// ClaimProgress, if set, is called with the number of delivery-id claims
+	// copied so far after each batch.
+	ClaimProgress func(copied uint64)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -375,6 +398,18 @@ func (j *JetStream) Migrate(ctx context.Context, src MigrationSource, plan *Migr
 			copied += n
 			if opts.Progress != nil {
 				opts.Progress(copied)
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	var claims uint64
+	now := opts.Now()
+	for _, l := range plan.Logs {
+		if err := j.copyClaims(ctx, src, l.Integration, now, func(n uint64) {
+			claims += n
+			if opts.ClaimProgress != nil {
+				opts.ClaimProgress(claims)
 			}
 		}); err != nil {
 			return err
@@ -586,4 +621,139 @@ func appendRecord(b []byte, r Record) []byte {
 	b = append(b, r.ID[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Body)))
 	return append(b, r.Body...)
+}
+
+// claimBatch is how many claims go in one atomic batch.
+const claimBatch = 500
+
+type claimMsg struct {
+	id        string
+	claimedAt time.Time
+	window    time.Duration
+}
+
+// copyClaims writes integration's claims that count at now as messages
+// without records after its log; see the type's comment.
+func (j *JetStream) copyClaims(ctx context.Context, src MigrationSource, integration int64, now time.Time, progress func(uint64)) error {
+	var chunk []claimMsg
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !j.claimsBatch(ctx, integration, chunk) {
+			for _, c := range chunk {
+				if err := j.claimOne(ctx, integration, c); err != nil {
+					return err
+				}
+			}
+		}
+		progress(uint64(len(chunk)))
+		chunk = chunk[:0]
+		return nil
+	}
+	prefix := strconv.FormatInt(integration, 10) + "."
+	err := src.Claims(integration, now, func(sum [32]byte, at, exp time.Time) error {
+		chunk = append(chunk, claimMsg{id: prefix + hex.EncodeToString(sum[:]), claimedAt: at, window: exp.Sub(at)})
+		if len(chunk) >= claimBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copy integration %d's delivery claims: %w", integration, err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("copy integration %d's delivery claims: %w", integration, err)
+	}
+	return nil
+}
+
+// claimMessage is claim c as a message after head h.
+func (j *JetStream) claimMessage(integration int64, h jsHead, c claimMsg) *nats.Msg {
+	m := nats.NewMsg(j.subjectOf(integration))
+	m.Header.Set(hdrPos, strconv.FormatUint(h.Position+1, 10))
+	m.Header.Set(hdrN, "0")
+	m.Header.Set(hdrAt, strconv.FormatInt(c.claimedAt.UnixMicro(), 10))
+	m.Header.Set(hdrLast, strconv.FormatInt(micros(h.LastReceivedAt), 10))
+	m.Header.Set(hdrReq, newTry().req)
+	m.Header.Set(hdrWin, strconv.FormatInt(c.window.Microseconds(), 10))
+	return m
+}
+
+// claimsBatch publishes claims as one atomic batch; false if the stream did
+// not store it (a claim in it is there already, say), and then they go one by
+// one.
+func (j *JetStream) claimsBatch(ctx context.Context, integration int64, claims []claimMsg) bool {
+	if len(claims) < 2 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, j.opts.Timeout)
+	defer cancel()
+	h, err := j.last(ctx, integration)
+	if err != nil {
+		return false
+	}
+	batchID := newTry().req
+	for i, c := range claims {
+		m := j.claimMessage(integration, h, c)
+		m.Header.Set(jetstream.MsgIDHeader, c.id)
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.seq, 10))
+		}
+		if i < len(claims)-1 {
+			if err := j.nc.PublishMsg(m); err != nil {
+				return false
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := j.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			j.forget(integration)
+			return false
+		}
+		var ack struct {
+			Error *jetstream.APIError `json:"error"`
+			Seq   uint64              `json:"seq"`
+		}
+		if json.Unmarshal(resp.Data, &ack) != nil || ack.Error != nil || ack.Seq == 0 {
+			j.forget(integration)
+			return false
+		}
+		j.advance(integration, jsHead{Head: h.Head, seq: ack.Seq, known: true})
+	}
+	return true
+}
+
+// claimOne publishes one claim, unless the stream has it already.
+func (j *JetStream) claimOne(ctx context.Context, integration int64, c claimMsg) error {
+	ctx, cancel := context.WithTimeout(ctx, j.opts.Timeout)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	for {
+		h, err := j.last(ctx, integration)
+		if err == nil {
+			var ack *jetstream.PubAck
+			ack, err = j.js.PublishMsg(ctx, j.claimMessage(integration, h, c),
+				jetstream.WithMsgID(c.id), jetstream.WithExpectLastSequencePerSubject(h.seq))
+			if err == nil {
+				if !ack.Duplicate {
+					j.advance(integration, jsHead{Head: h.Head, seq: ack.Sequence, known: true})
+				}
+				return nil
+			}
+		}
+		// Read the head again: a lost answer may have been a stored claim,
+		// which the next try finds as a duplicate.
+		j.forget(integration)
+		if !j.pause(ctx, backoff) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/natstest"
 	"github.com/hookhouse/hookhouse/internal/state"
@@ -75,8 +77,9 @@ func makeNode(t *testing.T) node {
 	if n, err := p.Trim(ids[0], 30, at.Add(time.Hour)); err != nil || n != 30 {
 		t.Fatalf("trim: %d, %v", n, err)
 	}
+	// Live claims (judged at the real time), and an import's claim that has expired.
 	for _, d := range []string{"d1", "d2", "d1"} {
-		if _, _, err := p.AppendOnce(ctx, ids[1], at.Add(time.Minute), d, time.Hour, [][]byte{[]byte(`{"d":"` + d + `"}`), []byte(`{"d2":1}`)}); err != nil {
+		if _, _, err := p.AppendOnce(ctx, ids[1], now, d, time.Hour, [][]byte{[]byte(`{"d":"` + d + `"}`), []byte(`{"d2":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,8 +200,9 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 90 records (120 less 30 trimmed) + 6 of integration 2; integration 3 has none left.
-	if plan.ToCopy != 96 || plan.Present != 0 || plan.Resume || plan.Done == nil || len(plan.Logs) != 3 {
+	// 90 records (120 less 30 trimmed) + 6 of integration 2; integration 3 has
+	// none left. Claims d1 and d2 still count; the import's has expired.
+	if plan.ToCopy != 96 || plan.Present != 0 || plan.Resume || plan.Done == nil || len(plan.Logs) != 3 || plan.Claims != 2 {
 		t.Fatalf("plan: %+v", plan)
 	}
 	for _, l := range plan.Logs {
@@ -237,6 +241,13 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("integration %d: append after the migration got position %d (%v), want %d", id, first, err, want)
 		}
 	}
+	// The claims moved: a redelivery of d1 or d2 is a duplicate, d3 is new.
+	for _, d := range []string{"d1", "d2", "d3"} {
+		first, dup, err := node.AppendOnce(context.Background(), 2, time.Now(), d, time.Hour, [][]byte{[]byte(`{"again":1}`)})
+		if err != nil || dup != (d != "d3") || (d == "d3" && first != 8) {
+			t.Fatalf("redelivery of %s after the migration: first %d, duplicate %v, %v", d, first, dup, err)
+		}
+	}
 	// The id counters moved: the next integration is 4.
 	in, err := ctl.Create(control.NewIntegration{Name: "four", Type: control.TypeVero}, time.Now())
 	if err != nil || in.ID != 4 {
@@ -264,9 +275,17 @@ func TestMigrate(t *testing.T) {
 type failing struct {
 	state.MigrationSource
 	reads, failAfter int
+	failClaimsOf     int64 // Claims of this integration fail
 }
 
 var errKilled = errors.New("killed")
+
+func (f *failing) Claims(integration int64, now time.Time, fn func([32]byte, time.Time, time.Time) error) error {
+	if integration == f.failClaimsOf {
+		return errKilled
+	}
+	return f.MigrationSource.Claims(integration, now, fn)
+}
 
 func (f *failing) Read(integration int64, after uint64, max, maxBytes int) ([]state.Record, error) {
 	f.reads++
@@ -325,6 +344,63 @@ func TestMigrateResume(t *testing.T) {
 	sameState(t, src, j2)
 	node := openJS(t, c.URL(2), state.JetStreamOptions{Name: "res"})
 	node.Close()
+}
+
+// TestMigrateResumeClaims: a run cut off after integration 2's claims were
+// copied copies them again on the next run, and the stream stores each once.
+func TestMigrateResumeClaims(t *testing.T) {
+	c := natstest.Start(t, 3)
+	n := makeNode(t)
+	src := openReader(t, n.dir)
+	j := openMigrate(t, c, "cla")
+	f := &failing{MigrationSource: src}
+	plan, err := j.PlanMigration(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.failClaimsOf = 3 // killed after integration 2's claims
+	if err := j.Migrate(context.Background(), f, plan, state.MigrateOptions{}); !errors.Is(err, errKilled) {
+		t.Fatalf("first run: %v, want the source's failure", err)
+	}
+	msgs := func() uint64 {
+		nc := connect(t, c.URL(0))
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := js.Stream(context.Background(), "cla")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background(), jetstream.WithSubjectFilter("cla.rec.2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects["cla.rec.2"]
+	}
+	before := msgs()
+	j2 := openMigrate(t, c, "cla")
+	plan2, err := j2.PlanMigration(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims uint64
+	if err := j2.Migrate(context.Background(), src, plan2, state.MigrateOptions{ClaimProgress: func(n uint64) { claims = n }}); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 2 {
+		t.Fatalf("the second run went through %d claims, want 2", claims)
+	}
+	if after := msgs(); after != before {
+		t.Fatalf("integration 2 had %d messages after the first run and %d after the second: a claim was stored twice", before, after)
+	}
+	sameState(t, src, j2)
+	node := openJS(t, c.URL(1), state.JetStreamOptions{Name: "cla"})
+	defer node.Close()
+	if _, dup, err := node.AppendOnce(context.Background(), 2, time.Now(), "d2", time.Hour, [][]byte{[]byte(`{}`)}); err != nil || !dup {
+		t.Fatalf("redelivery of d2: duplicate %v, %v", dup, err)
+	}
 }
 
 // TestMigrateRefusesForeign: a cluster that holds another installation's

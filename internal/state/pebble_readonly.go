@@ -130,6 +130,28 @@ func (r *PebbleReader) Duplicates() (map[int64]int64, error) {
 	return out, err
 }
 
+// Claims calls fn for every delivery-id claim of integration that counts at
+// now (see Deduper): the SHA-256 of the id, when it was made and when it
+// expires.
+func (r *PebbleReader) Claims(integration int64, now time.Time, fn func(sum [32]byte, claimedAt, expiresAt time.Time) error) error {
+	lo := make([]byte, 9)
+	lo[0] = prefixClaim
+	binary.BigEndian.PutUint64(lo[1:], uint64(integration))
+	hi := bytes.Clone(lo)
+	binary.BigEndian.PutUint64(hi[1:], uint64(integration+1))
+	us := now.UnixMicro()
+	return r.each(lo, hi, func(k, v []byte) error {
+		if len(k) != claimKeyLen || len(v) != 16 {
+			return fmt.Errorf("state: corrupt delivery claim %x", k)
+		}
+		at, exp := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+		if exp <= us {
+			return nil // expired; the sweep removes it later
+		}
+		return fn([32]byte(k[9:]), time.UnixMicro(at).UTC(), time.UnixMicro(exp).UTC())
+	})
+}
+
 // Get reads a control value (ErrNotFound if missing).
 func (r *PebbleReader) Get(key string) ([]byte, error) {
 	v, c, err := r.db.Get(controlKey(key))

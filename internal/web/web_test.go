@@ -51,6 +51,26 @@ func (k *memKV) Put(kvs map[string][]byte) error {
 	return nil
 }
 
+// PutIf is Put if every key of expect holds its value (nil: absent).
+func (k *memKV) PutIf(expect, kvs map[string][]byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key, want := range expect {
+		cur, ok := k.m[key]
+		if ok != (want != nil) || string(cur) != string(want) {
+			return errors.New("conflict")
+		}
+	}
+	for key, v := range kvs {
+		if v == nil {
+			delete(k.m, key)
+		} else {
+			k.m[key] = v
+		}
+	}
+	return nil
+}
+
 func (k *memKV) Scan(prefix string, fn func(string, []byte) error) error {
 	k.mu.Lock()
 	keys := []string{}
