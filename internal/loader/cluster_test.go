@@ -95,7 +95,7 @@ func (w testLogWriter) Write(b []byte) (int, error) {
 
 // startNode starts a node's state and loader; force makes its leases always
 // held (two nodes then both load: the warehouse's fence must hold).
-func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl time.Duration, ins []control.Integration, opts Options, force bool) *clusterNode {
+func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl time.Duration, ins Integrations, opts Options, force bool) *clusterNode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -120,7 +120,7 @@ func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl 
 	opts.Installation = "inst-cluster"
 	opts.Observe = n.obs
 	opts.Leases = n.leases
-	n.l = New(n.log, wh, fixedIntegrations(ins), opts, logger)
+	n.l = New(n.log, wh, ins, opts, logger)
 	n.l.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -312,7 +312,7 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := []control.Integration{{ID: 1, Name: "failover", Type: "vero", Schema: "hh_failover"}}
+	ins := fixedIntegrations{{ID: 1, Name: "failover", Type: "vero", Schema: "hh_failover"}}
 	opts := Options{BatchSize: 100, BatchWait: 50 * time.Millisecond}
 	var nodes []*clusterNode
 	for _, name := range []string{"hh-1", "hh-2", "hh-3"} {
@@ -387,7 +387,7 @@ func TestClusterFencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := []control.Integration{{ID: 1, Name: "fencing", Type: "vero", Schema: "hh_fencing"}}
+	ins := fixedIntegrations{{ID: 1, Name: "fencing", Type: "vero", Schema: "hh_fencing"}}
 	opts := Options{BatchSize: 20, BatchWait: 5 * time.Millisecond}
 	a := startNode(t, c, "fencing", dsn, "hh-a", DefaultLeaseTTL, ins, opts, true)
 	b := startNode(t, c, "fencing", dsn, "hh-b", DefaultLeaseTTL, ins, opts, true)
@@ -454,7 +454,7 @@ func TestClusterRetentionResetRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 30 * time.Second
-	ins := []control.Integration{{ID: 1, Name: "retention", Type: "vero", Schema: "hh_retention"}}
+	ins := &sharedIntegrations{ins: []control.Integration{{ID: 1, Name: "retention", Type: "vero", Schema: "hh_retention"}}}
 	opts := Options{BatchSize: 100, BatchWait: 20 * time.Millisecond, Retention: 30 * time.Minute, TrimEvery: 10 * time.Millisecond}
 	a := startNode(t, c, "retention", dsn, "hh-a", ttl, ins, opts, false)
 	b := startNode(t, c, "retention", dsn, "hh-b", ttl, ins, opts, false)
@@ -531,6 +531,30 @@ func TestClusterRetentionResetRelease(t *testing.T) {
 		t.Fatalf("after the reset %d rows, want the 5 records still in the log", n)
 	}
 
+	// A pause made anywhere reaches every node through the control data
+	// (here one list, as the KV watch keeps each node's cache): the loading
+	// node stops, and Sync on the other says so.
+	paused := time.Now().UTC()
+	ins.set(func(in *control.Integration) { in.PausedAt = &paused })
+	time.Sleep(500 * time.Millisecond) // the supervisors look every 200 ms
+	if _, err := other.st.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"n":100}`)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	pctx, cancelPause := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelPause()
+	if err := other.l.Sync(pctx, 1); err == nil || !strings.Contains(err.Error(), "paused") {
+		t.Fatalf("Sync on the other node while paused: %v", err)
+	}
+	if n := countRows(t, dsn, "hh_retention"); n != 5 {
+		t.Fatalf("while paused %d rows, want 5", n)
+	}
+	ins.set(func(in *control.Integration) { in.PausedAt = nil })
+	syncWithin(t, other, 60*time.Second)
+	if n := countRows(t, dsn, "hh_retention"); n != 6 {
+		t.Fatalf("after resuming %d rows, want 6", n)
+	}
+
 	// A clean Close releases the lease: the other node loads at its next look.
 	closeCtx, cancelClose := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelClose()
@@ -549,13 +573,13 @@ func TestClusterRetentionResetRelease(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	took := time.Since(closedAt)
-	if _, err := other.st.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"n":65}`)}); err != nil {
+	if _, err := other.st.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"n":101}`)}); err != nil {
 		t.Fatal(err)
 	}
 	syncWithin(t, other, 60*time.Second)
 	t.Logf("RELEASE: %s closed cleanly; %s held the lease %v later (TTL %v)", holder.name, other.name, took.Round(time.Millisecond), ttl)
-	if n := countRows(t, dsn, "hh_retention"); n != 6 {
-		t.Fatalf("after the handover %d rows, want 6", n)
+	if n := countRows(t, dsn, "hh_retention"); n != 7 {
+		t.Fatalf("after the handover %d rows, want 7", n)
 	}
 }
 
@@ -571,4 +595,25 @@ func countRows(t *testing.T, dsn, schema string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// sharedIntegrations is the integrations list every node sees, changed at
+// once on all of them.
+type sharedIntegrations struct {
+	mu  sync.Mutex
+	ins []control.Integration
+}
+
+func (s *sharedIntegrations) AllIntegrations() []control.Integration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ins)
+}
+
+func (s *sharedIntegrations) set(f func(*control.Integration)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.ins {
+		f(&s.ins[i])
+	}
 }

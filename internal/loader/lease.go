@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -92,14 +93,22 @@ type leaseValue struct {
 }
 
 // NewLeases makes the leases of node over kv; notFound is the error kv.Get
-// returns for a missing key (state.ErrNotFound). ttl 0 means DefaultLeaseTTL.
+// returns for a missing key (state.ErrNotFound). ttl 0 means DefaultLeaseTTL;
+// node "" means the hostname. Every node needs its own name.
 func NewLeases(kv LeaseKV, notFound error, node string, ttl time.Duration, logger *slog.Logger) *Leases {
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
 	var b [8]byte
 	rand.Read(b[:])
-	return &Leases{kv: kv, notFound: notFound, node: node, process: hex.EncodeToString(b[:]), ttl: ttl, logger: logger, seen: map[int64]seenLease{}}
+	process := hex.EncodeToString(b[:])
+	if node == "" {
+		// A value naming no node is a free lease: every holder needs a name.
+		if node, _ = os.Hostname(); node == "" {
+			node = "node-" + process
+		}
+	}
+	return &Leases{kv: kv, notFound: notFound, node: node, process: process, ttl: ttl, logger: logger, seen: map[int64]seenLease{}}
 }
 
 // Node is the name this node holds leases under.
