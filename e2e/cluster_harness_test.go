@@ -51,6 +51,7 @@ type hhNode struct {
 	mu    sync.Mutex
 	proc  *child
 	Admin *client.Client
+	key   string // the admin key: /status.json shows integrations only with it
 }
 
 // clusterOptions shape a test cluster.
@@ -106,7 +107,7 @@ func startHHCluster(t *testing.T, o clusterOptions) *hhCluster {
 	}
 	wg.Wait()
 	for _, n := range cl.Nodes {
-		n.Admin = client.New(n.URL, cl.Key)
+		n.Admin, n.key = client.New(n.URL, cl.Key), cl.Key
 		if !n.proc.waitReady(t) {
 			t.Fatalf("%s exited before it was ready; stderr:\n%s", n.Name, n.proc.Stderr.String())
 		}
@@ -183,11 +184,12 @@ type nodeStatus struct {
 	} `json:"integrations"`
 }
 
-// Status reads the node's /status.json (2 s timeout).
+// Status reads the node's /status.json with the admin key (2 s timeout).
 func (n *hhNode) Status(ctx context.Context) (*nodeStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/status.json", nil)
+	req.Header.Set("Authorization", "Bearer "+n.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
