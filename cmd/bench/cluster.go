@@ -15,7 +15,7 @@ package main
 //  4. hookhouse itself (cluster_hookhouse.go): two `serve --nats` nodes on the
 //     sync_interval: always cluster, -conns HTTP clients split between them
 //     posting one ~500-byte record per request, the loader running into a
-//     PostgreSQL warehouse (-warehouse, or a throwaway one); and, for
+//     throwaway PostgreSQL warehouse; and, for
 //     comparison, one single-node `serve` (Pebble log) under the same load.
 //     The summary gives the cluster's ratio to the bare publisher.
 //
@@ -69,7 +69,7 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 		return fmt.Errorf("%s: %w (build it with `make build`)", o.bin, err)
 	}
 	say("starting the PostgreSQL warehouse")
-	dsn, closePG, err := benchWarehouse(ctx, o)
+	newDB, closePG, err := benchWarehouse(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,11 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 	{
 		const name = "hookhouse single node (Pebble, fsync'd group commits)"
 		say("%s: %d HTTP clients, one %d B record per request", name, o.conns, clusterMsgBytes)
-		single, err := startChild(ctx, bin, dsn, o.batchWait, strings.Fields(o.extra))
+		dsn, err := newDB(ctx)
+		var single *child
+		if err == nil {
+			single, err = startChild(ctx, bin, dsn, o.batchWait, strings.Fields(o.extra))
+		}
 		if err != nil {
 			results = append(results, clusterResult{name: name, err: err})
 		} else {
@@ -112,13 +116,20 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 			break
 		}
 		for _, run := range []struct{ nodes, integrations int }{{1, 1}, {2, 1}, {2, 8}} {
+			if o.clusterQuick {
+				break
+			}
 			say("state Append from %d node(s) into %d integration(s), %d concurrent appends of %d B", run.nodes, run.integrations, o.conns, clusterMsgBytes)
 			r := benchStateAppend(ctx, c, o, run.nodes, run.integrations)
 			results = append(results, r)
 		}
 		const name = "hookhouse cluster: 2 nodes, sync_interval: always"
 		say("%s: %d HTTP clients split between the nodes, one %d B record per request", name, o.conns, clusterMsgBytes)
-		nodes, err := startClusterNodes(ctx, c, o, bin, dsn, "benchhh", 2)
+		dsn, err := newDB(ctx)
+		var nodes []*child
+		if err == nil {
+			nodes, err = startClusterNodes(ctx, c, o, bin, dsn, "benchhh", 2)
+		}
 		if err != nil {
 			results = append(results, clusterResult{name: name, err: err})
 		} else {
@@ -130,6 +141,9 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 			}
 		}
 		c.Close()
+		if o.clusterQuick {
+			break
+		}
 	}
 	printCluster(stdout, o, results)
 	for _, r := range results {

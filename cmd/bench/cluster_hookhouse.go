@@ -34,22 +34,16 @@ func clusterBody(w, k int) []byte {
 	return []byte(head + strings.Repeat("x", pad) + `"}`)
 }
 
-// benchWarehouse is the PostgreSQL of the hookhouse runs: -warehouse, or a
-// throwaway one (internal/pgtest) that close stops.
-func benchWarehouse(ctx context.Context, o options) (dsn string, close func(), err error) {
-	if o.warehouse != "" {
-		return o.warehouse, func() {}, nil
-	}
+// benchWarehouse starts a throwaway PostgreSQL (internal/pgtest; or the
+// server HOOKHOUSE_TEST_PG names) for the hookhouse runs. Each run gets a
+// database of its own (newDB): two installations must not share one, since
+// each keeps its integrations' load positions there.
+func benchWarehouse(ctx context.Context) (newDB func(context.Context) (string, error), close func(), err error) {
 	pg, err := pgtest.Start(ctx)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	dsn, err = pg.NewDatabase(ctx)
-	if err != nil {
-		pg.Close()
-		return "", nil, err
-	}
-	return dsn, func() { pg.Close() }, nil
+	return pg.NewDatabase, func() { pg.Close() }, nil
 }
 
 // startClusterNodes starts n `serve --nats` nodes on c, the first alone (it
@@ -57,9 +51,10 @@ func benchWarehouse(ctx context.Context, o options) (dsn string, close func(), e
 func startClusterNodes(ctx context.Context, c *natsproc.Cluster, o options, bin, dsn, stream string, n int) ([]*child, error) {
 	var nodes []*child
 	key := ""
+	var secret []byte
 	for i := range n {
 		args := []string{"--nats", c.URLs(), "--node-name", fmt.Sprintf("bench-%d", i+1), "--nats-stream", stream}
-		ch, err := startChildKey(ctx, bin, dsn, o.batchWait, append(args, strings.Fields(o.extra)...), key)
+		ch, err := startChildKey(ctx, bin, dsn, o.batchWait, append(args, strings.Fields(o.extra)...), key, secret)
 		if err != nil {
 			for _, s := range nodes {
 				s.kill()
@@ -74,6 +69,10 @@ func startClusterNodes(ctx context.Context, c *natsproc.Cluster, o options, bin,
 				return nil, fmt.Errorf("the first cluster node's admin key: %w", err)
 			}
 			key = strings.TrimSpace(string(b))
+			if secret, err = os.ReadFile(filepath.Join(ch.dir, "secret.key")); err != nil {
+				ch.kill()
+				return nil, fmt.Errorf("the first cluster node's secret.key: %w", err)
+			}
 		}
 	}
 	return nodes, nil
