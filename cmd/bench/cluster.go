@@ -17,7 +17,10 @@ package main
 //     posting one ~500-byte record per request, the loader running into a
 //     throwaway PostgreSQL warehouse; and, for
 //     comparison, one single-node `serve` (Pebble log) under the same load.
-//     The summary gives the cluster's ratio to the bare publisher.
+//     The summary gives the cluster's ratio to the bare publisher. Two more
+//     runs show where the cluster's time goes: the two nodes each with an
+//     integration of its own (sticky routing: no two nodes append to one
+//     integration), and one node alone on the cluster.
 //
 // It prints a Markdown table; a failed check (an append lost from the log) is an
 // error.
@@ -86,7 +89,7 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 		if err != nil {
 			results = append(results, clusterResult{name: name, err: err})
 		} else {
-			results = append(results, benchHookhouse(ctx, o, name, []*child{single}, "bench_single_"+tag))
+			results = append(results, benchHookhouse(ctx, o, name, []*child{single}, "bench_single_"+tag, 1))
 			if _, err := single.stop(time.Minute); err != nil {
 				say("single node: %v", err)
 			}
@@ -123,17 +126,28 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 			r := benchStateAppend(ctx, c, o, run.nodes, run.integrations)
 			results = append(results, r)
 		}
-		const name = "hookhouse cluster: 2 nodes, sync_interval: always"
-		say("%s: %d HTTP clients split between the nodes, one %d B record per request", name, o.conns, clusterMsgBytes)
-		dsn, err := newDB(ctx)
-		var nodes []*child
-		if err == nil {
-			nodes, err = startClusterNodes(ctx, c, o, bin, dsn, "benchhh", 2)
-		}
-		if err != nil {
-			results = append(results, clusterResult{name: name, err: err})
-		} else {
-			results = append(results, benchHookhouse(ctx, o, name, nodes, "bench_cluster_"+tag))
+		for _, run := range []struct {
+			name                string
+			nodes, integrations int
+		}{
+			{"hookhouse cluster: 2 nodes, 1 integration, sync_interval: always", 2, 1},
+			{"hookhouse cluster: 2 nodes, 1 integration each (sticky), sync_interval: always", 2, 2},
+			{"hookhouse cluster: 1 node, 1 integration, sync_interval: always", 1, 1},
+		} {
+			say("%s: %d HTTP clients split between the nodes, one %d B record per request", run.name, o.conns, clusterMsgBytes)
+			if o.clusterQuick && run.nodes == 1 {
+				continue
+			}
+			dsn, err := newDB(ctx)
+			var nodes []*child
+			if err == nil {
+				nodes, err = startClusterNodes(ctx, c, o, bin, dsn, fmt.Sprintf("benchhh%d_%d", run.nodes, run.integrations), run.nodes)
+			}
+			if err != nil {
+				results = append(results, clusterResult{name: run.name, err: err})
+				continue
+			}
+			results = append(results, benchHookhouse(ctx, o, run.name, nodes, "bench_cluster_"+tag, run.integrations))
 			for _, n := range nodes {
 				if _, err := n.stop(time.Minute); err != nil {
 					say("cluster node: %v", err)
@@ -332,7 +346,7 @@ func printCluster(w io.Writer, o options, results []clusterResult) {
 		case r.err != nil:
 		case r.name == "bare publisher, sync_interval: always":
 			bare = &results[i]
-		case strings.HasPrefix(r.name, "hookhouse cluster"):
+		case strings.HasPrefix(r.name, "hookhouse cluster: 2 nodes, 1 integration,"):
 			cluster = &results[i]
 		case strings.HasPrefix(r.name, "hookhouse single node"):
 			single = &results[i]
@@ -351,5 +365,6 @@ func printCluster(w io.Writer, o options, results []clusterResult) {
 		}
 		fmt.Fprintln(w, ".")
 	}
+	fmt.Fprintln(w, "CPU (hookhouse runs) is in cores busy over the measured window: load generator / hookhouse nodes / the rest (NATS servers, PostgreSQL, interrupts).")
 	fmt.Fprintln(w, "Everything (3 NATS servers, the hookhouse nodes, PostgreSQL and the load generator) shares this machine's cores.")
 }

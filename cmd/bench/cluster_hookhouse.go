@@ -78,71 +78,138 @@ func startClusterNodes(ctx context.Context, c *natsproc.Cluster, o options, bin,
 	return nodes, nil
 }
 
-// benchHookhouse drives the nodes (worker w posts to node w%len(nodes)) and
-// checks that the warehouse ends up with one row per 200.
-func benchHookhouse(ctx context.Context, o options, name string, nodes []*child, schema string) clusterResult {
+// benchHookhouse drives the nodes (worker w posts to node w%len(nodes)) into
+// integrations integrations (1, or one per node: node i's clients post to
+// integration i, as sticky routing would) and checks that the warehouse ends
+// up with one row per 200. The check column also gives the CPU used in the
+// measured window, in cores: load generator / hookhouse nodes / the rest
+// (NATS servers, PostgreSQL, interrupts).
+func benchHookhouse(ctx context.Context, o options, name string, nodes []*child, schema string, integrations int) clusterResult {
 	admin := nodes[0].admin
-	integ, err := admin.CreateIntegration(ctx, client.NewIntegration{Name: schema, Type: client.TypeVero, Schema: schema})
-	if err != nil {
-		return clusterResult{name: name, err: fmt.Errorf("create integration: %w", err)}
+	type target struct {
+		id     int64
+		schema string
+		urls   []string // per node
 	}
-	u, err := admin.GenerateURL(ctx, integ.ID)
-	if err != nil {
-		return clusterResult{name: name, err: fmt.Errorf("generate URL: %w", err)}
-	}
-	var urls []string
-	for _, n := range nodes {
-		url, err := n.hookURL(u.URL)
+	var targets []target
+	for i := range integrations {
+		sch := schema
+		if integrations > 1 {
+			sch = fmt.Sprintf("%s_%d", schema, i+1)
+		}
+		integ, err := admin.CreateIntegration(ctx, client.NewIntegration{Name: sch, Type: client.TypeVero, Schema: sch})
 		if err != nil {
-			return clusterResult{name: name, err: err}
+			return clusterResult{name: name, err: fmt.Errorf("create integration: %w", err)}
 		}
-		urls = append(urls, url)
-	}
-	// The URL reaches the other nodes within a second (KV watch).
-	deadline := time.Now().Add(10 * time.Second)
-	for _, url := range urls {
-		for {
-			if err := postOne(ctx, http.DefaultClient, url, clusterBody(-1, 0)); err == nil {
-				break
-			} else if time.Now().After(deadline) {
-				return clusterResult{name: name, err: fmt.Errorf("the new URL is not accepted: %w", err)}
+		u, err := admin.GenerateURL(ctx, integ.ID)
+		if err != nil {
+			return clusterResult{name: name, err: fmt.Errorf("generate URL: %w", err)}
+		}
+		tg := target{id: integ.ID, schema: sch}
+		for _, n := range nodes {
+			url, err := n.hookURL(u.URL)
+			if err != nil {
+				return clusterResult{name: name, err: err}
 			}
-			time.Sleep(20 * time.Millisecond)
+			tg.urls = append(tg.urls, url)
+		}
+		targets = append(targets, tg)
+	}
+	acked := make([]atomic.Int64, len(targets))
+	// The URLs reach the other nodes within a second (KV watch).
+	deadline := time.Now().Add(10 * time.Second)
+	for i, tg := range targets {
+		for _, url := range tg.urls {
+			for {
+				if err := postOne(ctx, http.DefaultClient, url, clusterBody(-1, 0)); err == nil {
+					acked[i].Add(1)
+					break
+				} else if time.Now().After(deadline) {
+					return clusterResult{name: name, err: fmt.Errorf("the new URL is not accepted: %w", err)}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	}
-	acked := int64(len(urls))
 	tr := newTransport(o.conns)
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	var ok atomic.Int64
+	var pids []int
+	for _, n := range nodes {
+		pids = append(pids, n.pid())
+	}
+	start := time.Now()
+	cpu := make(chan string, 1)
+	go func() { cpu <- cpuCores(ctx, start.Add(o.warmup), start.Add(o.warmup+o.duration), pids) }()
 	r := closedLoop(ctx, o.conns, o.warmup, o.duration, func(ctx context.Context, w, k int) error {
-		err := postOne(ctx, hc, urls[w%len(urls)], clusterBody(w, k))
+		node := w % len(nodes)
+		t := node % len(targets)
+		err := postOne(ctx, hc, targets[t].urls[node], clusterBody(w, k))
 		if err == nil {
-			ok.Add(1)
+			acked[t].Add(1)
 		}
 		return err
 	})
 	r.name = name
-	acked += ok.Load()
+	notes := []string{"CPU " + <-cpu}
+	if r.check != "" {
+		notes = append(notes, r.check)
+	}
 	if r.err != nil {
 		return r
 	}
-	l, err := waitLoaded(ctx, nodes[0], integ.ID, schema, acked, o.drain)
-	switch {
-	case err != nil:
-		r.err = err
-	case l.err != nil:
-		r.err = l.err
-	case l.rows != acked || l.rejected != 0:
-		r.err = fmt.Errorf("%d rows (%d rejected) for %d records answered 200", l.rows, l.rejected, acked)
-	default:
-		note := fmt.Sprintf("rows = 200s: %s = %s, loaded %s after the run", thousands(l.rows), thousands(acked), ms(l.caughtUpAfter))
-		if r.check != "" {
-			note = r.check + "; " + note
+	var rows, all int64
+	var slowest time.Duration
+	for i, tg := range targets {
+		l, err := waitLoaded(ctx, nodes[0], tg.id, tg.schema, acked[i].Load(), o.drain)
+		switch {
+		case err != nil:
+			r.err = err
+		case l.err != nil:
+			r.err = l.err
+		case l.rows != acked[i].Load() || l.rejected != 0:
+			r.err = fmt.Errorf("%s: %d rows (%d rejected) for %d records answered 200", tg.schema, l.rows, l.rejected, acked[i].Load())
 		}
-		r.check = note
+		if r.err != nil {
+			return r
+		}
+		rows, all, slowest = rows+l.rows, all+acked[i].Load(), max(slowest, l.caughtUpAfter)
 	}
+	r.check = strings.Join(append(notes, fmt.Sprintf("rows = 200s: %s = %s, loaded %s after the run", thousands(rows), thousands(all), ms(slowest))), "; ")
 	return r
+}
+
+// cpuCores is the CPU used between from and until, in cores: this process /
+// the processes pids / everything else on the machine.
+func cpuCores(ctx context.Context, from, until time.Time, pids []int) string {
+	sample := func() (self, procs, busy time.Duration, err error) {
+		if self, err = selfCPU(); err != nil {
+			return
+		}
+		for _, pid := range pids {
+			c, perr := pidCPU(pid)
+			if perr != nil {
+				return 0, 0, 0, perr
+			}
+			procs += c
+		}
+		busy, _, err = machineCPU()
+		return
+	}
+	if sleepUntil(ctx, from) != nil {
+		return "n/a"
+	}
+	s0, p0, b0, err := sample()
+	if err != nil || sleepUntil(ctx, until) != nil {
+		return "n/a"
+	}
+	s1, p1, b1, err := sample()
+	if err != nil {
+		return "n/a"
+	}
+	over := until.Sub(from)
+	rest := max(0, (b1-b0)-(s1-s0)-(p1-p0))
+	return fmt.Sprintf("%s / %s / %s", cores(s1-s0, over), cores(p1-p0, over), cores(rest, over))
 }
 
 // postOne POSTs body and wants 200.
