@@ -148,8 +148,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	fmt.Fprintf(out, "  NATS        %s\n", nc.URLs())
 	fmt.Fprintf(out, "  warehouse   %s\n", dsn)
 	fmt.Fprintf(out, "  logs        %s/hh-*.log, %s/nats/n*.log\n\n", dir, dir)
-	fmt.Fprintf(out, "Try: HOOKHOUSE_SERVER=%s HOOKHOUSE_ADMIN_KEY=<the key> %s integrations create …\n", nodes[0].url, o.bin)
-	fmt.Fprintf(out, "then post to the webhook URL on any node (replace its host with another node's).\n")
+	fmt.Fprintf(out, "Try (with HOOKHOUSE_ADMIN_KEY set to the key):\n")
+	fmt.Fprintf(out, "  %s integrations add --name demo --type vero --server %s\n", o.bin, nodes[0].url)
+	fmt.Fprintf(out, "  %s urls generate 1 --server %s\n", o.bin, nodes[0].url)
+	fmt.Fprintf(out, "then POST JSON to that URL on any node (put another node's host:port in it), and kill -9 a node:\n")
+	fmt.Fprintf(out, "the others' /status shows who loads each integration (loader lease).\n")
 	fmt.Fprintf(out, "Ctrl-C stops everything")
 	if !o.keep {
 		fmt.Fprintf(out, " and removes %s", dir)
