@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -322,10 +323,10 @@ type hookLoad struct {
 	wg   sync.WaitGroup
 
 	mu     sync.Mutex
-	acked  map[string]time.Time // marker → when its 200 arrived
-	counts map[string]int       // per target and outcome: "hh-1 200", "hh-2 503", "hh-3 refused"
-	bad    []string             // answers that break a promise
-	slow   time.Duration        // the slowest answer (any status)
+	acked  map[string]time.Time     // marker → when its 200 arrived
+	counts map[string]int           // per target and outcome: "hh-1 200", "hh-2 503", "hh-3 refused"
+	bad    []string                 // answers that break a promise
+	slow   map[string]time.Duration // the slowest answer per outcome ("200", "503", "no answer")
 }
 
 // startHookLoad starts workers; worker w's k-th request goes to target(w, k),
@@ -333,7 +334,7 @@ type hookLoad struct {
 // 503 with Retry-After (or no answer at all, from a killed node) are recorded
 // as bad.
 func startHookLoad(samples [][]byte, workers int, prefix string, target func(w, k int) (string, string)) *hookLoad {
-	l := &hookLoad{stop: make(chan struct{}), acked: map[string]time.Time{}, counts: map[string]int{}}
+	l := &hookLoad{stop: make(chan struct{}), acked: map[string]time.Time{}, counts: map[string]int{}, slow: map[string]time.Duration{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	for w := range workers {
 		l.wg.Go(func() {
@@ -365,7 +366,11 @@ func startHookLoad(samples [][]byte, workers int, prefix string, target func(w, 
 func (l *hookLoad) record(node, marker string, a hookAnswer) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.slow = max(l.slow, a.took)
+	outcome := strconv.Itoa(a.status)
+	if a.status == 0 {
+		outcome = "no answer"
+	}
+	l.slow[outcome] = max(l.slow[outcome], a.took)
 	switch {
 	case a.status == 200:
 		l.acked[marker] = time.Now()
@@ -425,7 +430,19 @@ func (l *hookLoad) Summary() string {
 		parts = append(parts, fmt.Sprintf("%s: %d", k, v))
 	}
 	slices.Sort(parts)
-	return strings.Join(parts, ", ") + fmt.Sprintf("; slowest answer %s", l.slow.Round(time.Millisecond))
+	var slow []string
+	for k, v := range l.slow {
+		slow = append(slow, fmt.Sprintf("%s in %s", k, v.Round(time.Millisecond)))
+	}
+	slices.Sort(slow)
+	return strings.Join(parts, ", ") + "; slowest: " + strings.Join(slow, ", ")
+}
+
+// Slowest is the slowest answer with the outcome ("200", "503").
+func (l *hookLoad) Slowest(outcome string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slow[outcome]
 }
 
 // checkExactlyOnce waits (up to timeout) until every marker in acked is a row

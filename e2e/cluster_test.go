@@ -7,6 +7,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -172,6 +173,29 @@ func TestClusterNodeLoss(t *testing.T) {
 	if err := cl.NATS.WaitStreamCurrent(ctx, nc, cl.Stream); err != nil {
 		t.Fatal(err)
 	}
+	// Every node's /status.json names it and shows the stream's three
+	// replicas current again.
+	waitFor(t, 30*time.Second, "every node to show 3 current replicas", func() (bool, string) {
+		for _, n := range cl.Nodes {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.Cluster == nil || st.Cluster.Node != n.Name || st.Cluster.NATS.Stream != cl.Stream {
+				return false, fmt.Sprintf("%s: cluster = %+v", n.Name, st.Cluster)
+			}
+			current := 0
+			for _, r := range st.Cluster.NATS.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+			if len(st.Cluster.NATS.Replicas) != 3 || current != 3 {
+				return false, fmt.Sprintf("%s: replicas %+v", n.Name, st.Cluster.NATS.Replicas)
+			}
+		}
+		return true, ""
+	})
 	back := load.Count(holder.Name + " 200")
 	waitFor(t, 30*time.Second, "the restarted node to answer 200 again", func() (bool, string) {
 		n := load.Count(holder.Name + " 200")
@@ -393,6 +417,17 @@ func TestClusterPartition(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// The cut-off node says it is not ready (the load balancer stops
+	// sending to it); the others are.
+	for _, n := range cl.Nodes {
+		want := 200
+		if n == minority {
+			want = 503
+		}
+		if got := getStatus(t, n.URL+"/readyz"); got != want {
+			t.Errorf("%s: /readyz = %d during the partition, want %d", n.Name, got, want)
+		}
+	}
 	okDuring := load.Count(majority[0].Name+" 200") + load.Count(majority[1].Name+" 200") - okBefore
 	refusedDuring := load.Count(majority[0].Name+" 503") + load.Count(majority[1].Name+" 503") - refusedBefore
 	t.Logf("PARTITION: %s answered %d webhooks while cut off for %s, all 503 with Retry-After, the first %s after the cut, the slowest in %s; the majority side answered %d 200s and %d 503s meanwhile",
@@ -417,4 +452,19 @@ func TestClusterPartition(t *testing.T) {
 		acked[m] = at
 	}
 	cl.checkExactlyOnce(t, schema, acked, 90*time.Second)
+}
+
+// getStatus is the status code of a GET (0 if there was no answer).
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Logf("GET %s: %v", url, err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
