@@ -331,8 +331,8 @@ type hookLoad struct {
 
 // startHookLoad starts workers; worker w's k-th request goes to target(w, k),
 // which returns the node's name and webhook URL. Answers other than 200 or
-// 503 with Retry-After (or no answer at all, from a killed node) are recorded
-// as bad.
+// 503 with Retry-After (or no answer at all, from a killed node), and 503s
+// later than 5 s, are recorded as bad.
 func startHookLoad(samples [][]byte, workers int, prefix string, target func(w, k int) (string, string)) *hookLoad {
 	l := &hookLoad{stop: make(chan struct{}), acked: map[string]time.Time{}, counts: map[string]int{}, slow: map[string]time.Duration{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -377,6 +377,9 @@ func (l *hookLoad) record(node, marker string, a hookAnswer) {
 		l.counts[node+" 200"]++
 	case a.status == 503 && a.retryAfter != "":
 		l.counts[node+" 503"]++
+		if a.took > 5*time.Second && len(l.bad) < 20 {
+			l.bad = append(l.bad, fmt.Sprintf("%s: %s answered 503 only after %s, want within 5 s", marker, node, a.took))
+		}
 	case a.status == 0:
 		l.counts[node+" no answer"]++
 	default:
