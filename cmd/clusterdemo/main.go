@@ -9,8 +9,8 @@
 //   - two or three `hookhouse serve --nats …` nodes on free loopback ports.
 //
 // It prints the nodes' URLs, the admin key and where the logs are, and stops
-// everything on Ctrl-C (or SIGTERM), removing the temporary directory unless
-// -keep is given. Everything binds 127.0.0.1 only. The PostgreSQL runs with
+// everything on Ctrl-C (or SIGTERM), removing its temporary directory unless
+// -keep (or -dir) is given. Everything binds 127.0.0.1 only. The PostgreSQL runs with
 // fsync off: it is for trying things, not for data you want to keep.
 package main
 
@@ -46,8 +46,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/hookhouse", "the hookhouse binary (make build)")
 	flag.IntVar(&o.nodes, "nodes", 3, "hookhouse nodes to start (2 or 3)")
-	flag.StringVar(&o.dir, "dir", "", "directory for the servers' stores, data and logs (default: a new temporary directory)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the directory when stopping")
+	flag.StringVar(&o.dir, "dir", "", "directory for the servers' stores, data and logs, kept when stopping (default: a new temporary directory, removed when stopping)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory when stopping")
 	flag.Parse()
 	if flag.NArg() > 0 || o.nodes < 2 || o.nodes > 3 {
 		flag.Usage()
@@ -79,15 +79,16 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("%w (build it with `make build`)", err)
 	}
-	dir := o.dir
+	dir, remove := o.dir, false
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "hookhouse-cluster-demo-"); err != nil {
 			return err
 		}
+		remove = !o.keep
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if !o.keep {
+	if remove {
 		defer os.RemoveAll(dir)
 	}
 
@@ -154,7 +155,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	fmt.Fprintf(out, "then POST JSON to that URL on any node (put another node's host:port in it), and kill -9 a node:\n")
 	fmt.Fprintf(out, "the others' /status shows who loads each integration (loader lease).\n")
 	fmt.Fprintf(out, "Ctrl-C stops everything")
-	if !o.keep {
+	if remove {
 		fmt.Fprintf(out, " and removes %s", dir)
 	}
 	fmt.Fprintf(out, ".\n")
