@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,8 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/hookhouse/hookhouse/internal/config"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
+	"github.com/hookhouse/hookhouse/internal/server"
 	"github.com/hookhouse/hookhouse/internal/state"
 )
 
@@ -64,8 +66,22 @@ func migrateCmd(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 		return c.usagef(fs, "--from DIR is required: the data dir of the stopped single node")
 	case o.nats == "":
 		return c.usagef(fs, "--nats URLS is required (or HOOKHOUSE_NATS): the cluster's NATS servers")
-	case o.replicas < 1:
-		return c.usagef(fs, "--nats-replicas must be at least 1")
+	case o.replicas != 1 && o.replicas != 3 && o.replicas != 5:
+		return c.usagef(fs, "--nats-replicas must be 1, 3 or 5, as for serve")
+	case len(o.stream) > 64 || strings.Trim(o.stream, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" || o.stream == "":
+		return c.usagef(fs, "--nats-stream %q must be 1–64 letters, digits, - or _", o.stream)
+	}
+	for _, u := range strings.Split(o.nats, ",") {
+		if u = strings.TrimSpace(u); u != "" && !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			return c.usagef(fs, "--nats: %q must start with nats:// or tls://", config.RedactNATSURL(u))
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"nats-creds", o.creds}, {"nats-ca", o.ca}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("--%s: %w", f.name, err)
+			}
+		}
 	}
 	return o.run(ctx, c)
 }
@@ -82,14 +98,14 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 		return err
 	}
 	defer src.Close()
-	nc, err := connectNATS(ctx, o.nats, o.creds, o.ca)
+	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc, err := server.ConnectNATS(ctx, config.Config{NATS: o.nats, NATSCreds: o.creds, NATSCA: o.ca, NodeName: "migrate"}, logger)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	js, err := state.OpenJetStreamForMigration(octx, nc, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		state.JetStreamOptions{Name: o.stream, Replicas: o.replicas})
+	js, err := state.OpenJetStreamForMigration(octx, nc, logger, state.JetStreamOptions{Name: o.stream, Replicas: o.replicas})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("open the cluster's state (stream %s): %w", o.stream, err)
@@ -104,14 +120,27 @@ func (o *migrateOpts) run(ctx context.Context, c *cli) error {
 			return c.printJSON(planJSON(o, plan))
 		}
 		fmt.Fprintf(c.stdout, "%s was migrated into the stream %s at %s: nothing to copy.\n", o.from, o.stream, formatTime(*plan.Done.FinishedAt))
+		diverged := false
 		for _, l := range plan.Logs {
-			fmt.Fprintf(c.stdout, "  integration %d: the cluster's log is at position %s, the data dir's at %s\n", l.Integration, thousands(int64(l.InCluster)), thousands(int64(l.Head)))
+			line := fmt.Sprintf("  integration %d: the cluster's log is at position %s, the data dir's at %s", l.Integration, thousands(int64(l.InCluster)), thousands(int64(l.Head)))
+			if l.Diverged {
+				line += ": the data dir holds records the cluster does not"
+				diverged = true
+			}
+			fmt.Fprintln(c.stdout, line)
+		}
+		if diverged {
+			fmt.Fprintf(c.stderr, "Warning: the single node on %s took webhooks after the migration; those records are not in the cluster and cannot be copied now (their positions may be taken). "+
+				"Re-send them from the provider, or import them (hookhouse import).\n", o.from)
 		}
 		o.nextSteps(c.stdout)
 		return nil
 	}
 	if !c.json {
-		o.printPlan(c.stdout, plan)
+		o.printPlan(c.stdout, plan, integrationNames(src))
+	}
+	if w := secretKeyWarning(src, o.from); w != "" {
+		fmt.Fprintf(c.stderr, "Warning: %s\n", w)
 	}
 	if !o.yes {
 		if err := c.confirmMigrate(o, plan); err != nil {
@@ -189,53 +218,86 @@ func openSource(dir string) (*state.PebbleReader, error) {
 	return r, err
 }
 
-// connectNATS connects to the cluster with the options serve takes.
-func connectNATS(ctx context.Context, urls, creds, ca string) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("hookhouse migrate"),
-		nats.Timeout(5 * time.Second),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}), // failures show in results
-	}
-	if creds != "" {
-		if _, err := os.Stat(creds); err != nil {
-			return nil, fmt.Errorf("--nats-creds: %w", err)
+// secretKeyWarning checks that the key the next steps name (HOOKHOUSE_SECRET_KEY,
+// else <from>/secret.key) opens the node's sealed signing secrets, and says
+// what is wrong if not ("" when it does, or when there are none). The nodes
+// need that key; without it they refuse to start.
+func secretKeyWarning(src *state.PebbleReader, from string) string {
+	var sealed [][]byte
+	_ = src.Scan("secret/", func(_ string, v []byte) error {
+		var st struct {
+			Sealed []byte `json:"sealed"`
 		}
-		opts = append(opts, nats.UserCredentials(creds))
-	}
-	if ca != "" {
-		if _, err := os.Stat(ca); err != nil {
-			return nil, fmt.Errorf("--nats-ca: %w", err)
+		if json.Unmarshal(v, &st) == nil && len(st.Sealed) > 0 {
+			sealed = append(sealed, st.Sealed)
 		}
-		opts = append(opts, nats.RootCAs(ca))
+		return nil
+	})
+	if len(sealed) == 0 {
+		return ""
 	}
-	var servers []string
-	for _, u := range strings.Split(urls, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			servers = append(servers, u)
+	where := "HOOKHOUSE_SECRET_KEY"
+	text := strings.TrimSpace(os.Getenv("HOOKHOUSE_SECRET_KEY"))
+	if text == "" {
+		where = filepath.Join(from, secretbox.KeyFile)
+		b, err := os.ReadFile(where)
+		if err != nil {
+			return fmt.Sprintf("the node's %d signing secrets are sealed with a key that is neither in %s nor in HOOKHOUSE_SECRET_KEY; "+
+				"the cluster nodes need that key to verify deliveries (they refuse to start without it)", len(sealed), where)
 		}
+		text = string(b)
 	}
-	nc, err := nats.Connect(strings.Join(servers, ","), opts...)
+	key, err := secretbox.ParseKey(text)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach NATS at %s: %v", strings.Join(servers, ","), err)
+		return fmt.Sprintf("%s: %v; the cluster nodes need the key the node's signing secrets are sealed with", where, err)
 	}
-	if err := ctx.Err(); err != nil {
-		nc.Close()
-		return nil, err
+	box, err := secretbox.New(key)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", where, err)
 	}
-	return nc, nil
+	for _, v := range sealed {
+		if _, err := box.Open(v); err != nil {
+			return fmt.Sprintf("the key in %s does not open the node's signing secrets: the cluster nodes need the key they were sealed with", where)
+		}
+	}
+	return ""
 }
 
-func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan) {
+// integrationNames are the node's integrations as the plan names them:
+// "1 (orders_a)", "2 (old, deleted)".
+func integrationNames(src *state.PebbleReader) map[int64]string {
+	out := map[int64]string{}
+	_ = src.Scan("integration/", func(_ string, v []byte) error {
+		var in struct {
+			ID        int64      `json:"id"`
+			Schema    string     `json:"schema"`
+			DeletedAt *time.Time `json:"deleted_at"`
+		}
+		if json.Unmarshal(v, &in) == nil {
+			name := in.Schema
+			if in.DeletedAt != nil {
+				name += ", deleted"
+			}
+			out[in.ID] = fmt.Sprintf("%d (%s)", in.ID, name)
+		}
+		return nil
+	})
+	return out
+}
+
+func (o *migrateOpts) printPlan(w io.Writer, p *state.MigrationPlan, names map[int64]string) {
 	verb := "Migrating"
 	if p.Resume {
 		verb = "Resuming the migration of"
 	}
-	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.nats)
+	fmt.Fprintf(w, "%s %s (installation %s) into the NATS stream %s at %s:\n", verb, o.from, p.Installation, o.stream, o.shownNATS())
 	fmt.Fprintf(w, "  %d control keys: integrations, webhook URL hashes, id counters, admin key hash, signing secrets (sealed), sessions, history\n", p.ControlKeys)
 	for _, l := range p.Logs {
-		line := fmt.Sprintf("  integration %d: ", l.Integration)
+		name := names[l.Integration]
+		if name == "" {
+			name = fmt.Sprint(l.Integration)
+		}
+		line := fmt.Sprintf("  integration %s: ", name)
 		if l.Records() == 0 {
 			line += fmt.Sprintf("no record left in the log (head at position %s)", thousands(int64(l.Head)))
 		} else {
@@ -283,7 +345,7 @@ func (o *migrateOpts) nextSteps(w io.Writer) {
 			"     sealed with it. %s\n", admin)
 	}
 	fmt.Fprintf(w, "  2. Start each node on the cluster with the same PostgreSQL warehouse as the single node:\n"+
-		"     hookhouse serve --nats %s --nats-stream %s --warehouse postgres://… --data <a local dir>\n", o.nats, o.stream)
+		"     hookhouse serve --nats %s --nats-stream %s --warehouse postgres://… --data <a local dir>\n", o.shownNATS(), o.stream)
 	fmt.Fprintf(w, "  3. Point the load balancer at the nodes. Webhook URLs already pasted into Vero and other providers keep\n"+
 		"     working: their hashes moved. Loading resumes at the warehouse's positions: nothing is loaded twice.\n")
 	fmt.Fprintf(w, "  Do not start the single node on %s again: what it accepted would not reach the cluster.\n", from)
@@ -322,6 +384,17 @@ func planJSON(o *migrateOpts, p *state.MigrationPlan) migrateJSON {
 		out.Integrations = append(out.Integrations, migrateLogJSON{ID: l.Integration, First: l.First, Head: l.Head, InCluster: l.InCluster, Copied: l.Copied})
 	}
 	return out
+}
+
+// shownNATS is --nats with any password or token in it masked, for output.
+func (o *migrateOpts) shownNATS() string {
+	var shown []string
+	for _, u := range strings.Split(o.nats, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			shown = append(shown, config.RedactNATSURL(u))
+		}
+	}
+	return strings.Join(shown, ",")
 }
 
 func fileExists(p string) bool {

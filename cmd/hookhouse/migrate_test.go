@@ -16,7 +16,9 @@ import (
 
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/natstest"
+	"github.com/hookhouse/hookhouse/internal/secretbox"
 	"github.com/hookhouse/hookhouse/internal/state"
+	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
 // singleNode makes a real single node's data dir through the state and
@@ -75,7 +77,9 @@ func runMigrate(args ...string) (code int, stdout, stderr string) {
 func TestMigrateCommand(t *testing.T) {
 	c := natstest.Start(t, 3)
 	dir, token := singleNode(t)
-	args := []string{"--from", dir, "--nats", c.URLs(), "--nats-stream", "cli"}
+	// A password in a NATS URL never shows in the output.
+	natsArg := strings.Replace(c.URLs(), "nats://", "nats://hh:s3cret-pw@", 1)
+	args := []string{"--from", dir, "--nats", natsArg, "--nats-stream", "cli"}
 
 	// A server still running on the data dir holds its lock.
 	p, err := state.OpenPebble(filepath.Join(dir, "state"), slog.New(slog.DiscardHandler), state.Options{MinFreeBytes: 1})
@@ -89,7 +93,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 
 	code, stdout, stderr := runMigrate(args...)
-	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "26 records, positions 1–26") {
+	if code != 1 || !strings.Contains(stderr, "not migrating without --yes") || !strings.Contains(stdout, "integration 1 (vero): 26 records, positions 1–26") {
 		t.Fatalf("migrate without --yes: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 
@@ -97,7 +101,10 @@ func TestMigrateCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"Done: 26 records of 1 integration and 6 control keys copied into the stream cli in", "Next steps", filepath.Join(dir, "secret.key"), "--nats " + c.URLs(), "keep\n     working"} {
+	if strings.Contains(stdout+stderr, "s3cret-pw") {
+		t.Errorf("the NATS password is in the output:\n%s\n%s", stdout, stderr)
+	}
+	for _, want := range []string{"Done: 26 records of 1 integration and ", "Next steps", filepath.Join(dir, "secret.key"), "--nats nats://hh:xxxxx@127.0.0.1:", "keep\n     working"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the output lacks %q:\n%s", want, stdout)
 		}
@@ -163,5 +170,52 @@ func TestMigrateCommandRefusesDirs(t *testing.T) {
 	}
 	if code, _, stderr := runMigrate("--nats", "nats://127.0.0.1:1"); code != 2 || !strings.Contains(stderr, "--from DIR is required") {
 		t.Errorf("no --from: exit %d, %s", code, stderr)
+	}
+}
+
+// TestMigrateSecretKeyWarning: the key the next steps name must open the
+// node's sealed signing secrets; a wrong or missing one is said before
+// copying.
+func TestMigrateSecretKeyWarning(t *testing.T) {
+	t.Setenv("HOOKHOUSE_SECRET_KEY", "")
+	dir := t.TempDir()
+	quiet := slog.New(slog.DiscardHandler)
+	p, err := state.OpenPebble(filepath.Join(dir, "state"), quiet, state.Options{MinFreeBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := control.Open(p, state.ErrNotFound, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.Load(dir, "") // writes dir/secret.key
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.SetSealer(box); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Create(control.NewIntegration{Name: "gh", Type: control.TypeWebhooks,
+		Verify: &verify.Config{Scheme: verify.GitHub}, Secret: "it-is-a-secret"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	src, err := state.OpenPebbleReadOnly(filepath.Join(dir, "state"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if w := secretKeyWarning(src, dir); w != "" {
+		t.Fatalf("the right key: %s", w)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.key"), []byte(strings.Repeat("cd", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w := secretKeyWarning(src, dir); !strings.Contains(w, "does not open") || strings.Contains(w, strings.Repeat("cd", 32)) {
+		t.Fatalf("another key: %q", w)
+	}
+	os.Remove(filepath.Join(dir, "secret.key"))
+	if w := secretKeyWarning(src, dir); !strings.Contains(w, "neither in") {
+		t.Fatalf("no key: %q", w)
 	}
 }

@@ -56,7 +56,10 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.Import == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this server cannot import")
+		// Not a passing state: retrying would not help (cluster mode has no
+		// import yet; import on one node before `hookhouse migrate`).
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot import backfills: "+
+			"imports are not built for cluster mode (--nats) yet; import on a single node, then move it with hookhouse migrate")
 		return
 	}
 	chunk := strings.ToLower(r.URL.Query().Get("chunk"))

@@ -4,6 +4,7 @@
 package control
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -19,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/verify"
 )
 
@@ -141,10 +143,8 @@ type Store struct {
 	usedMu    sync.Mutex
 	used      map[int64]time.Time // url id -> last use not yet written
 	// Cluster mode (shared.go): fresh says whether the caches have every
-	// change other nodes stored until a moment ago (nil: one node, always);
-	// pending holds values this node wrote that the watch has not yet echoed.
-	fresh   func() bool
-	pending map[string]pendingValue
+	// change other nodes stored until a moment ago (nil: one node, always).
+	fresh func() bool
 }
 
 // Open loads the control data. notFound is the error kv.Get returns for a missing key.
@@ -263,17 +263,38 @@ func (s *Store) ensureInstallation() error {
 	case !errors.Is(err, s.notFound):
 		return fmt.Errorf("control: %w", err)
 	}
-	id := randomHex(16)
-	if err := s.kv.PutIf(map[string][]byte{keyInstall: nil}, map[string][]byte{keyInstall: []byte(id)}); err != nil {
-		// Another node of the cluster may have made it first: use that one.
-		if v, gerr := s.kv.Get(keyInstall); gerr == nil {
-			s.installation = string(v)
-			return nil
-		}
+	id := []byte(randomHex(16))
+	v, err = s.create(keyInstall, id)
+	if err != nil {
 		return fmt.Errorf("control: create the installation id: %w", err)
 	}
-	s.installation = id
+	s.installation = string(v)
 	return nil
+}
+
+// create writes key with value unless it exists (another node of the cluster
+// made it first), and returns the stored value.
+func (s *Store) create(key string, value []byte) ([]byte, error) {
+	for try := 0; ; try++ {
+		err := s.kv.PutIf(map[string][]byte{key: nil}, map[string][]byte{key: value})
+		if err == nil {
+			return value, nil
+		}
+		if !errors.Is(err, state.ErrConflict) {
+			return nil, err
+		}
+		v, gerr := s.kv.Get(key)
+		if gerr == nil {
+			return v, nil
+		}
+		if !errors.Is(gerr, s.notFound) {
+			return nil, gerr
+		}
+		if try == casTries {
+			return nil, err
+		}
+		backoff(try) // the other node's write is not visible yet
+	}
 }
 
 // Installation is this installation's id, made when its state was created.
@@ -290,17 +311,15 @@ func (s *Store) EnsureAdminKey() (string, error) {
 	}
 	key := "hhk_" + randomHex(32)
 	h := sha256.Sum256([]byte(key))
-	err := s.kv.PutIf(map[string][]byte{keyAdminHash: nil}, map[string][]byte{keyAdminHash: h[:]})
-	if err == nil {
-		s.applyLocked(keyAdminHash, h[:], true)
-		return key, nil
+	v, err := s.create(keyAdminHash, h[:])
+	if err != nil {
+		return "", fmt.Errorf("control: %w", err)
 	}
-	v, gerr := s.kv.Get(keyAdminHash)
-	if gerr == nil {
-		s.adminHash = v // another node made it first
-		return "", nil
+	s.adminHash = v
+	if !bytes.Equal(v, h[:]) {
+		return "", nil // another node made it first
 	}
-	return "", fmt.Errorf("control: %w", err)
+	return key, nil
 }
 
 // ResetAdminKey replaces the admin key and returns the new one.

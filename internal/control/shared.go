@@ -10,16 +10,18 @@ package control
 // value instead of the cache.
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookhouse/hookhouse/internal/state"
 )
 
 // casTries bounds how often one change is tried again after another node
@@ -38,20 +40,15 @@ const (
 	// (see CheckSealer): never the key itself.
 	keySealCheck  = "meta/secret_key_check"
 	sealCheckText = "hookhouse: this value opens with the cluster's signing-secret key"
-	// pendingFor is how long a value this node wrote masks older values the
-	// watch may still deliver for the same key.
-	pendingFor = 2 * time.Second
 )
 
 // change writes a change of the stored values of keys: it reads them (nil:
 // absent), calls fn with what it read, and writes what fn returns with PutIf,
 // expecting keys to hold what was read. When another node changed one of them
-// in between it reads again and calls fn again. fn may return ErrNoChange to
-// write nothing. The caches are updated from what was written. s.mu must be
-// held for writing.
+// in between (state.ErrConflict) it reads again and calls fn again. fn may
+// return errNoChange to write nothing. The caches are updated from what was
+// written. s.mu must be held for writing.
 func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error)) error {
-	var last map[string][]byte
-	var lastErr error
 	for try := 0; ; try++ {
 		cur := map[string][]byte{}
 		for _, k := range keys {
@@ -64,10 +61,6 @@ func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string
 			default:
 				cur[k] = v
 			}
-		}
-		if last != nil && sameValues(cur, last) {
-			// The write failed, and not because another node changed a key.
-			return fmt.Errorf("control: %w", lastErr)
 		}
 		kvs, err := fn(cur)
 		if errors.Is(err, errNoChange) {
@@ -85,29 +78,28 @@ func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string
 				written[k] = v
 			}
 			for k, v := range written {
-				s.applyLocked(k, v, true)
+				s.applyLocked(k, v)
 			}
 			return nil
 		}
-		if try == casTries {
-			return fmt.Errorf("control: %d nodes' changes in a row came first; try again: %w", casTries, err)
+		if !errors.Is(err, state.ErrConflict) {
+			return fmt.Errorf("control: %w", err)
 		}
-		last, lastErr = cur, err
+		if try == casTries {
+			return fmt.Errorf("control: %d changes by other nodes came first in a row; try again: %w", casTries, err)
+		}
+		backoff(try)
 	}
+}
+
+// backoff waits a little longer after each conflict, so that nodes changing
+// the same keys at once do not keep colliding.
+func backoff(try int) {
+	time.Sleep(time.Duration(1+rand.IntN(5*min(try+1, 10))) * time.Millisecond)
 }
 
 // errNoChange tells change to write nothing.
 var errNoChange = errors.New("no change")
-
-func sameValues(a, b map[string][]byte) bool {
-	for k, v := range a {
-		w, ok := b[k]
-		if !ok || (v == nil) != (w == nil) || !bytes.Equal(v, w) {
-			return false
-		}
-	}
-	return len(a) == len(b)
-}
 
 // jsonValues encodes vals for change.
 func jsonValues(vals map[string]any) (map[string][]byte, error) {
@@ -130,40 +122,24 @@ func (s *Store) Follow(fresh func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fresh = fresh
-	s.pending = map[string]pendingValue{}
-}
-
-type pendingValue struct {
-	value []byte
-	at    time.Time
 }
 
 // isFresh reports whether the caches can be trusted; s.mu held.
 func (s *Store) isFresh() bool { return s.fresh == nil || s.fresh() }
 
 // Apply takes a change of a stored control value made by any node (value nil:
-// deleted) into the caches. A value seen before is fine to apply again.
+// deleted) into the caches. A value seen before is fine to apply again. The
+// watch delivers changes in the order the cluster stored them, so a value this
+// node just wrote may for a moment be followed by an older one still on its
+// way, and then by its own again.
 func (s *Store) Apply(key string, value []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.applyLocked(key, value, false)
+	s.applyLocked(key, value)
 }
 
-// applyLocked: see Apply. local says this node just wrote value: with a watch,
-// older values of key it may still deliver are then skipped for a moment.
-func (s *Store) applyLocked(key string, value []byte, local bool) {
-	if s.pending != nil {
-		if local {
-			s.pending[key] = pendingValue{value: value, at: time.Now()}
-		} else if p, ok := s.pending[key]; ok {
-			if (p.value == nil) != (value == nil) || !bytes.Equal(p.value, value) {
-				if time.Since(p.at) < pendingFor {
-					return // older than what this node wrote
-				}
-			}
-			delete(s.pending, key)
-		}
-	}
+// applyLocked: see Apply; s.mu held.
+func (s *Store) applyLocked(key string, value []byte) {
 	switch {
 	case strings.HasPrefix(key, keyIntegration):
 		if value == nil {
@@ -255,6 +231,15 @@ func (s *Store) applySecret(key string, value []byte) {
 	}
 }
 
+// quickGetter reads a value waiting at most d (state.JetStream).
+type quickGetter interface {
+	GetWithin(d time.Duration, key string) ([]byte, error)
+}
+
+// authReadWait bounds Authorize's read of a stored URL, so that the append
+// after it still has its whole time (4 s) within the 5 s a webhook may wait.
+const authReadWait = 750 * time.Millisecond
+
 // Authorize reports whether token is an active token of integration intID, as
 // Authenticate does. When the cache may be behind other nodes (Follow), it reads
 // the URL's stored record instead; it returns ErrUnavailable when that cannot be
@@ -281,7 +266,11 @@ func (s *Store) Authorize(intID int64, token string, now time.Time) (bool, error
 	case !known:
 		return false, ErrUnavailable
 	}
-	v, err := s.kv.Get(keyURL + id(uid))
+	get := s.kv.Get
+	if q, ok := s.kv.(quickGetter); ok {
+		get = func(key string) ([]byte, error) { return q.GetWithin(authReadWait, key) }
+	}
+	v, err := get(keyURL + id(uid))
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -332,10 +321,14 @@ func (s *Store) CheckSealer(b Sealer) error {
 		if err != nil {
 			return fmt.Errorf("control: %w", err)
 		}
-		if err := s.kv.PutIf(map[string][]byte{keySealCheck: nil}, map[string][]byte{keySealCheck: sealed}); err == nil {
+		err = s.kv.PutIf(map[string][]byte{keySealCheck: nil}, map[string][]byte{keySealCheck: sealed})
+		if err == nil {
 			return nil
 		}
-		// Another node was first, or the write failed: read again.
+		if !errors.Is(err, state.ErrConflict) {
+			return fmt.Errorf("control: store the signing-secret key's check value: %w", err)
+		}
+		backoff(0) // another node was first: read its value
 	}
 	return errors.New("control: could not store or read the signing-secret key's check value")
 }

@@ -14,7 +14,7 @@ import (
 // Loading on a cluster (Options.Leases set): every node runs a worker for
 // every integration, but a worker loads only while its node holds the
 // integration's lease (lease.go). Otherwise it tries to take the lease every
-// 1–2 s and meanwhile keeps the integration's Stats and Sync current from the
+// 1–1.5 s (and when the holder's lease would expire) and meanwhile keeps the integration's Stats and Sync current from the
 // warehouse's stored position, which the loading node advances. Trimming the
 // log (retention) and resets are done by the loading node only.
 
@@ -114,7 +114,7 @@ func (l *Loader) contend(w *worker) *lease {
 			return nil
 		}
 		if !time.Now().Before(nextTry) {
-			nextTry = time.Now().Add(time.Second + rand.N(time.Second))
+			nextTry = time.Now().Add(time.Second + rand.N(time.Second/2))
 			ls, err := l.opts.Leases.acquire(w.id)
 			switch {
 			case err != nil:
@@ -124,6 +124,9 @@ func (l *Loader) contend(w *worker) *lease {
 				}
 			case ls != nil:
 				return ls
+			}
+			if d, ok := l.opts.Leases.expiresIn(w.id); ok && time.Now().Add(d).Before(nextTry) {
+				nextTry = time.Now().Add(d + 10*time.Millisecond) // look again the moment it would expire
 			}
 		}
 		if time.Since(lastRefresh) >= 250*time.Millisecond {

@@ -303,8 +303,9 @@ func syncWithin(t *testing.T, n *clusterNode, d time.Duration) {
 }
 
 // TestClusterFailover: three nodes, the default 10 s lease. Exactly one node
-// loads; when it dies (its NATS connection cut, so it can neither renew nor
-// release), another node commits the next batch within 15 s, measured here.
+// loads; when it dies right after renewing its lease (its NATS connection cut,
+// so it can neither renew nor release), another node commits the next batch
+// within 15 s, measured here.
 // Every record is in PostgreSQL exactly once with _sdc_sequence growing.
 func TestClusterFailover(t *testing.T) {
 	c := natstest.Start(t, 3)
@@ -330,7 +331,25 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 
-	// The holder dies: no renewal, no release, no more reads of the log.
+	// The holder dies right after a renewal, the worst moment: no renewal,
+	// no release, no more reads of the log.
+	renewal := func() uint64 {
+		raw, err := holder.st.Get("lease/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v leaseValue
+		if err := json.Unmarshal(raw, &v); err != nil || v.Node != holder.name {
+			t.Fatalf("lease value %s (%v), want held by %s", raw, err, holder.name)
+		}
+		return v.Renewal
+	}
+	for r0, end := renewal(), time.Now().Add(30*time.Second); renewal() == r0; {
+		if time.Now().After(end) {
+			t.Fatal("the holder did not renew its lease within 30 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	holder.dead.Store(true)
 	killedAt := time.Now()
 	holder.nc.Close()

@@ -34,10 +34,12 @@ import (
 //     (same renewal) unchanged for a whole TTL on its own clock. It can first
 //     have seen that value only after the holder sent it, so the takeover comes
 //     at least TTL/5 (2 s) after the holder stopped.
-//   - Nodes look every 1–2 s, so after a holder dies a successor loads within
-//     TTL + 2 s of the holder's last renewal (≤ 12 s after the death plus one
-//     batch); a clean Close releases the lease (deletes the key) and the next
-//     node takes it at its next look (≤ 2 s).
+//   - Nodes look every 1–1.5 s, and once more the moment a value they saw
+//     would expire, so after a holder dies a successor holds the lease within
+//     TTL + 1.5 s of the holder's last renewal (so ≤ 11.5 s after the death),
+//     and loads after its BatchWait; a clean Close releases the lease (the
+//     value then names no node) and the next node takes it at its next look
+//     (≤ 1.5 s).
 //
 // Clock skew between nodes does not matter: nothing compares one node's clock
 // with another's. Every deadline is measured on one node's own monotonic clock;
@@ -229,18 +231,27 @@ func (l *lease) hold(v leaseValue, sent time.Time) {
 	}
 	results := make(chan result, 1)
 	renewing := false
+	// settle notes a renewal that succeeded after the lease ended, so that
+	// release finds the value stored and frees it.
+	settle := func(r result) {
+		if r.err == nil {
+			l.mu.Lock()
+			l.raw = r.raw
+			l.mu.Unlock()
+		}
+	}
 	for {
 		select {
 		case <-l.stop:
 			l.cancel()
 			if renewing {
-				<-results
+				settle(<-results)
 			}
 			return
 		case <-deadTimer.C:
 			lost("no renewal succeeded before the lease's deadline (the state store did not answer)")
 			if renewing {
-				<-results
+				settle(<-results)
 			}
 			return
 		case <-next.C:
@@ -325,6 +336,20 @@ func (l *lease) release() {
 	default:
 		ls.logger.Warn("releasing the loader lease failed; another node takes it once it expires", "integration", l.integration, "err", err)
 	}
+}
+
+// expiresIn is how long until the lease value this node last saw for
+// integration, held by another node, counts as expired if it stays the same;
+// false if there is none.
+func (ls *Leases) expiresIn(integration int64) (time.Duration, bool) {
+	ls.mu.Lock()
+	s, ok := ls.seen[integration]
+	ls.mu.Unlock()
+	if !ok || s.mine || s.value.Node == "" {
+		return 0, false
+	}
+	ttl := max(ls.ttl, time.Duration(s.value.TTLMillis)*time.Millisecond)
+	return max(time.Until(s.since.Add(ttl)), 0), true
 }
 
 // holder reports who holds integration's lease as this node last saw it:

@@ -89,9 +89,8 @@ func ConnectNATS(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 			logger.Info("connected to NATS", "server", nc.ConnectedUrlRedacted(), "node", cfg.NodeName)
 			return nc, nil
 		}
-		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(err.Error(), "nkey") || strings.Contains(err.Error(), "creds") ||
-			strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls") {
-			return nil, fmt.Errorf("server: connect to NATS (%s): %w; check --nats-creds and --nats-ca", strings.Join(shown, ","), err)
+		if refused(err) {
+			return nil, fmt.Errorf("server: connect to NATS (%s): %w; check --nats-creds, --nats-ca and the URLs' scheme (tls:// for TLS)", strings.Join(shown, ","), err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, fmt.Errorf("server: cannot reach any NATS server of --nats (%s): %w", strings.Join(shown, ","), err)
@@ -104,6 +103,22 @@ func ConnectNATS(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// refused tells a connection the servers (or the client's own settings)
+// refused, which waiting does not mend, from servers not reachable yet.
+func refused(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"nkey", "jwt", "creds", "authorization", "authentication", "certificate", "x509", "tls"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // openCluster connects to NATS and opens the state on JetStream (Open).

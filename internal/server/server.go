@@ -196,7 +196,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		ImportObserve: s.metrics,
 	}
 	if imp, ok := st.(api.Importer); ok {
-		s.api.Import = imp // nil (imports answer 503) where the state cannot import
+		s.api.Import = imp // nil (imports answer 501) where the state cannot import: JetStream, for now
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -235,6 +235,11 @@ func (s *Server) ensureAdminKey() error {
 		return fmt.Errorf("server: create admin key: %w", err)
 	}
 	if key == "" {
+		if s.cluster != nil {
+			if _, err := os.Stat(s.cfg.AdminKeyPath()); errors.Is(err, os.ErrNotExist) {
+				s.logger.Info("using the cluster's admin key, minted by the first node to start; for the CLI on this machine, copy admin.key from that node's data dir (or set HOOKHOUSE_ADMIN_KEY)")
+			}
+		}
 		return nil
 	}
 	s.AdminKey = key

@@ -14,12 +14,18 @@ type dashboard = web.Web
 // registerWeb adds the dashboard and /status pages (internal/web).
 func (s *Server) registerWeb(mux *http.ServeMux) {
 	if s.web == nil {
+		var clusterPanel func() *web.Cluster
+		if s.cluster != nil {
+			clusterPanel = func() *web.Cluster { return webCluster(s.clusterStatus(true)) }
+		}
 		d, err := web.New(web.Options{
+			Cluster: clusterPanel,
 			Control: s.control, Stats: s.apiStats, Warehouse: s.wh, Status: s.webStatus, Reset: s.reset,
 			History: s.history.Points, // opened in Open before the handler is built
 			// Logins are kept in the state (hashed), so a restart does not end them.
-			Sessions:  s.state,
-			PublicURL: s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
+			Sessions:       s.state,
+			SharedSessions: s.cluster != nil,
+			PublicURL:      s.cfg.PublicURL, Logger: s.logger.With("component", "web"),
 		})
 		if err != nil {
 			// The templates are embedded in the binary: this is a build defect, and
@@ -42,7 +48,25 @@ func (s *Server) webStatus(ctx context.Context, details bool) web.Status {
 		out.Components = append(out.Components, web.Component{Name: c.Name, Status: c.Status, Message: c.Message})
 	}
 	for _, in := range st.Integrations {
-		out.Integrations = append(out.Integrations, web.IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema, Stats: in.Stats})
+		out.Integrations = append(out.Integrations, web.IntegrationStatus{ID: in.ID, Name: in.Name, Schema: in.Schema, LoaderNode: in.LoaderNode, Stats: in.Stats})
+	}
+	out.Cluster = webCluster(st.Cluster)
+	return out
+}
+
+// webCluster is ClusterStatus in the dashboard's types.
+func webCluster(c *ClusterStatus) *web.Cluster {
+	if c == nil {
+		return nil
+	}
+	out := &web.Cluster{Node: c.Node}
+	if n := c.NATS; n != nil {
+		out.Details = true
+		out.Servers, out.Connected, out.Stream = n.Servers, n.Connected, n.Stream
+		out.ReplicasError, out.ControlWatch = n.ReplicasError, n.ControlWatch
+		for _, r := range n.Replicas {
+			out.Replicas = append(out.Replicas, web.Replica{Name: r.Name, Leader: r.Leader, Current: r.Current, Lag: r.Lag})
+		}
 	}
 	return out
 }

@@ -100,6 +100,10 @@ type MigrationLog struct {
 	Copied uint64
 	// Claims is how many delivery-id claims count (at the plan's time).
 	Claims uint64
+	// Diverged (a finished migration only): the data dir holds records the
+	// cluster does not have; the single node took webhooks after the
+	// migration.
+	Diverged bool
 }
 
 // Records is how many records of the log the node still holds.
@@ -239,6 +243,9 @@ func (j *JetStream) PlanMigration(ctx context.Context, src MigrationSource) (*Mi
 				return nil, fmt.Errorf("read the cluster's log of integration %d: %w", id, j.unavailable(err))
 			}
 			l.InCluster = ch.Position
+			if l.Diverged, err = j.diverged(ctx, src, l); err != nil {
+				return nil, err
+			}
 		}
 		p.Present += min(l.InCluster, l.Head) - min(l.InCluster, l.First-1)
 		if p.Done == nil {
@@ -251,6 +258,29 @@ func (j *JetStream) PlanMigration(ctx context.Context, src MigrationSource) (*Mi
 		p.Logs = append(p.Logs, l)
 	}
 	return p, nil
+}
+
+// diverged says whether the node's last record is missing from the cluster,
+// or is another record there.
+func (j *JetStream) diverged(ctx context.Context, src MigrationSource, l MigrationLog) (bool, error) {
+	if l.Head > l.InCluster {
+		return true, nil
+	}
+	if l.Head < l.First {
+		return false, nil
+	}
+	ours, err := src.Read(l.Integration, l.Head-1, 1, 1)
+	if err != nil {
+		return false, err
+	}
+	theirs, err := j.Read(ctx, l.Integration, l.Head-1, 1, 1)
+	if err != nil {
+		return false, err
+	}
+	if len(ours) != 1 || len(theirs) != 1 || theirs[0].Position != l.Head {
+		return false, nil // retention removed it from the cluster: cannot tell
+	}
+	return theirs[0].ID != ours[0].ID, nil
 }
 
 // checkEmpty refuses a cluster without an installation id that holds
@@ -311,7 +341,7 @@ func (j *JetStream) checkLog(ctx context.Context, src MigrationSource, l *Migrat
 		return fmt.Errorf("read the cluster's log of integration %d: %w", l.Integration, j.unavailable(err))
 	}
 	if first != l.First {
-		return fmt.Errorf("the cluster's log of integration %d starts at position %d, the data dir's at %d: it is not this data dir's copy", l.Integration, first, l.First)
+		return fmt.Errorf("the cluster's log of integration %d starts at position %d, the data dir's at %d: it is not this data dir's copy (was the single node started again since the first run?)", l.Integration, first, l.First)
 	}
 	if h.Position > l.Head {
 		return fmt.Errorf("the cluster's log of integration %d goes up to position %d, the data dir's only to %d: it is not this data dir's copy (a restored backup of the same installation?)", l.Integration, h.Position, l.Head)
@@ -361,10 +391,9 @@ func (j *JetStream) Migrate(ctx context.Context, src MigrationSource, plan *Migr
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if err := j.enter(); err != nil {
-		return err
-	}
-	defer j.leave()
+	// No enter here: the calls below enter one by one (a read lock held
+	// across them would deadlock with a Close waiting in between), and the
+	// publishes stop at Close.
 	marker := Migration{Installation: plan.Installation, State: migrationCopying, From: opts.From, StartedAt: opts.Now().UTC()}
 	if plan.Resume {
 		old, err := j.migration(ctx)
@@ -537,6 +566,9 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 			for n < len(recs) {
 				r := recs[n]
 				size := len(r.Body) + recordOverhead
+				if size > j.opts.MaxMessageBytes && n > 0 {
+					break // copy the records before it first
+				}
 				if size > j.opts.MaxMessageBytes {
 					return fmt.Errorf("record %d of integration %d is %d bytes, more than a message of this NATS cluster holds (%d): raise max_payload on the NATS servers (docs/cluster.md) and run migrate again",
 						r.Position, l.Integration, len(r.Body), j.opts.MaxMessageBytes)

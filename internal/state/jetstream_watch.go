@@ -253,3 +253,22 @@ func (j *JetStream) Replicas(ctx context.Context) ([]Replica, error) {
 	}
 	return out, nil
 }
+
+// GetWithin is Get waiting at most d for the cluster, for a read on a
+// request's path that must leave the rest of the request its time.
+func (j *JetStream) GetWithin(d time.Duration, key string) ([]byte, error) {
+	if err := j.enter(); err != nil {
+		return nil, err
+	}
+	defer j.leave()
+	ctx, cancel := context.WithTimeout(context.Background(), min(d, j.opts.Timeout))
+	defer cancel()
+	e, err := j.control.Get(ctx, encodeKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: get %s: %w", key, j.unavailable(err))
+	}
+	return e.Value(), nil
+}

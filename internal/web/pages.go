@@ -41,6 +41,7 @@ type listPage struct {
 	Flash   string
 	LoadErr string
 	Live    live
+	Cluster *Cluster // cluster mode only
 }
 
 // list is the integrations list with freshness at a glance and the charts of
@@ -50,6 +51,9 @@ func (w *Web) list(rw http.ResponseWriter, r *http.Request) {
 	win := windowOf(r.URL.Query().Get("window"))
 	ins := w.opts.Control.Integrations()
 	p := listPage{base: w.base(r, "Integrations"), LoadErr: loadErr, Live: w.live("all-", 0, win, anyVerifies(ins))}
+	if w.opts.Cluster != nil {
+		p.Cluster = w.opts.Cluster()
+	}
 	if id := r.URL.Query().Get("deleted"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			p.Flash = fmt.Sprintf("Integration %d deleted. Its webhook URLs are revoked; its warehouse data stays.", n)

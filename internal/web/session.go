@@ -6,10 +6,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/hookhouse/hookhouse/internal/state"
 )
 
 const (
@@ -79,6 +82,56 @@ type sessions struct {
 
 	mu sync.Mutex
 	m  map[string]*session
+	// shared: the store is shared by the nodes of a cluster (see share).
+	shared sessionGetter
+}
+
+// sessionGetter reads one stored session (state.Store); a missing one is
+// state.ErrNotFound.
+type sessionGetter interface {
+	Get(key string) ([]byte, error)
+}
+
+// share makes get check every session in the store, which other nodes of a
+// cluster write too: a login on one node works on all, and a logout on one
+// ends the session on all.
+func (s *sessions) share(on bool) *sessions {
+	if g, ok := s.store.(sessionGetter); ok && on {
+		s.shared = g
+	}
+	return s
+}
+
+// refresh brings the session stored under key into the cache, or drops it
+// from the cache when the store no longer has it; s.mu held. A store that
+// cannot be read leaves the cache as it is.
+func (s *sessions) refresh(key string) {
+	v, err := s.shared.Get(key)
+	if errors.Is(err, state.ErrNotFound) {
+		delete(s.m, key)
+		return
+	}
+	if err != nil {
+		s.logger.Warn("could not read a dashboard session from the cluster; using this node's copy", "err", err)
+		return
+	}
+	var st storedSession
+	if err := json.Unmarshal(v, &st); err != nil || st.CSRF == "" {
+		delete(s.m, key)
+		return
+	}
+	sess := s.m[key]
+	if sess == nil {
+		sess = &session{key: key, once: map[string]struct{}{}}
+		s.m[key] = sess
+	}
+	sess.csrf, sess.expires = st.CSRF, st.Expires
+	for _, n := range st.Once {
+		if _, ok := sess.once[n]; !ok {
+			sess.once[n] = struct{}{}
+			sess.order = append(sess.order, n)
+		}
+	}
 }
 
 // newSessions loads the stored sessions and deletes the expired ones. A store
@@ -165,6 +218,9 @@ func (s *sessions) get(r *http.Request) *session {
 	key := keyOf(c.Value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		s.refresh(key)
+	}
 	sess := s.m[key]
 	if sess == nil {
 		return nil
@@ -207,6 +263,9 @@ func (s *sessions) useOnce(sess *session, nonce string) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		s.refresh(sess.key) // a nonce used on another node
+	}
 	if _, used := sess.once[nonce]; used {
 		return false
 	}

@@ -176,3 +176,42 @@ func TestSessionsSurviveRestart(t *testing.T) {
 func (d *pebbleDashboard) client(t *testing.T) *browserish {
 	return (&env{srv: d.srv}).client(t)
 }
+
+// TestSharedSessions: two nodes of a cluster over one store (SharedSessions):
+// a login on one works on the other, a form nonce used on one is used on the
+// other, and a logout on one ends the session on both.
+func TestSharedSessions(t *testing.T) {
+	st, err := state.OpenPebble(t.TempDir(), slog.New(slog.DiscardHandler), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logger := slog.New(slog.DiscardHandler)
+	a := newSessions(time.Hour, time.Now, st, logger).share(true)
+	b := newSessions(time.Hour, time.Now, st, logger).share(true)
+	id, _ := a.create()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: id})
+	sb := b.get(req)
+	if sb == nil {
+		t.Fatal("a login on node a is unknown to node b")
+	}
+	sa := a.get(req)
+	if !a.useOnce(sa, "n1") || b.useOnce(sb, "n1") {
+		t.Fatal("a form nonce used on node a can be used again on node b")
+	}
+	if err := a.end(req); err != nil {
+		t.Fatal(err)
+	}
+	if b.get(req) != nil {
+		t.Fatal("a logout on node a leaves the session valid on node b")
+	}
+	// Not shared (one node): b keeps what it loaded at start.
+	c := newSessions(time.Hour, time.Now, st, logger)
+	id2, _ := a.create()
+	req2 := httptest.NewRequest("GET", "/", nil)
+	req2.AddCookie(&http.Cookie{Name: sessionCookie, Value: id2})
+	if c.get(req2) != nil {
+		t.Fatal("an unshared session store read a session created after it loaded")
+	}
+}

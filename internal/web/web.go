@@ -83,6 +83,27 @@ type Status struct {
 	Version      string
 	Components   []Component
 	Integrations []IntegrationStatus
+	// Cluster is set in cluster mode; without details it holds only Node.
+	Cluster *Cluster
+}
+
+// Cluster is what a node of a cluster shows of it (server.ClusterStatus).
+type Cluster struct {
+	Node          string
+	Servers       []string // the NATS servers this node knows (no credentials)
+	Connected     string   // the one it talks to, "" while disconnected
+	Stream        string
+	Replicas      []Replica
+	ReplicasError string
+	ControlWatch  string // "current", or why not
+	Details       bool   // the NATS part is filled in
+}
+
+// Replica is one copy of the stream.
+type Replica struct {
+	Name            string
+	Leader, Current bool
+	Lag             uint64
 }
 
 // Component is one part's state: operational, degraded or down.
@@ -94,6 +115,7 @@ type Component struct {
 type IntegrationStatus struct {
 	ID           int64
 	Name, Schema string
+	LoaderNode   string // cluster mode: the node that loads it ("" unknown)
 	Stats        api.Stats
 }
 
@@ -110,6 +132,8 @@ type Options struct {
 	Stats     func(integration int64) api.Stats
 	Warehouse Warehouse
 	Status    func(ctx context.Context, details bool) Status
+	// Cluster, in cluster mode, is the cluster panel's content (nil: one node).
+	Cluster func() *Cluster
 	// Reset drops an integration's tables and reloads its log (loader.Reset);
 	// nil: the reset button answers that the loader is not running.
 	Reset func(ctx context.Context, integration int64, acceptPartial bool) error
@@ -118,6 +142,11 @@ type Options struct {
 	History func(integration int64, w history.Window) []history.Point
 	// Sessions keeps logins across restarts (state.Pebble). Nil: in memory only.
 	Sessions SessionStore
+	// SharedSessions says that other nodes of a cluster log in and out in the
+	// same Sessions store (which must then have Get): every request checks
+	// its session there, so a login works on every node and a logout ends it
+	// on every node.
+	SharedSessions bool
 	// PublicURL builds webhook URLs; an https URL also makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
@@ -160,7 +189,7 @@ func New(opts Options) (*Web, error) {
 		opts:     opts,
 		secure:   strings.HasPrefix(strings.ToLower(opts.PublicURL), "https://"),
 		pages:    pages,
-		sessions: newSessions(opts.SessionTTL, opts.Now, opts.Sessions, opts.Logger),
+		sessions: newSessions(opts.SessionTTL, opts.Now, opts.Sessions, opts.Logger).share(opts.SharedSessions),
 		static:   http.StripPrefix("/static/", http.FileServerFS(static)),
 		origin:   http.NewCrossOriginProtection(),
 	}

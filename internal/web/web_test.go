@@ -21,6 +21,7 @@ import (
 	"github.com/hookhouse/hookhouse/internal/api"
 	"github.com/hookhouse/hookhouse/internal/control"
 	"github.com/hookhouse/hookhouse/internal/secretbox"
+	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -58,7 +59,7 @@ func (k *memKV) PutIf(expect, kvs map[string][]byte) error {
 	for key, want := range expect {
 		cur, ok := k.m[key]
 		if ok != (want != nil) || string(cur) != string(want) {
-			return errors.New("conflict")
+			return state.ErrConflict
 		}
 	}
 	for key, v := range kvs {

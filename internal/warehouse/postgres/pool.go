@@ -123,8 +123,9 @@ func (p *pool) conn(ctx context.Context, first func(*pgx.Conn) error) (*pgx.Conn
 		if err = first(conn); err == nil {
 			return conn, nil
 		}
+		closed := conn.IsClosed() // before release: then another caller may take it
 		p.release(conn)
-		if attempt > 0 || !reused || !conn.IsClosed() || ctx.Err() != nil {
+		if attempt > 0 || !reused || !closed || ctx.Err() != nil {
 			return nil, err
 		}
 	}
