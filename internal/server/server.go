@@ -184,7 +184,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
 		Installation: ctl.Installation(), Leases: leases,
-		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
+		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics, Resets: ctl,
 		MaxBatchBytes: int(budget.BatchBytes), AttemptsDir: attemptsDir,
 	}, logger.With("component", "loader"))
