@@ -736,8 +736,6 @@ func (s *Store) FlushLastUsed() error {
 	if len(used) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	keys := make([]string, 0, len(used))
 	for uid := range used {
 		keys = append(keys, urlKey(uid))
@@ -745,7 +743,7 @@ func (s *Store) FlushLastUsed() error {
 	sort.Strings(keys)
 	// Read, change and write each URL's stored record: a copy from the cache
 	// could be older than a revocation another node just made.
-	err := s.change(keys, func(cur map[string][]byte) (map[string][]byte, error) {
+	fn := func(cur map[string][]byte) (map[string][]byte, error) {
 		vals := map[string]any{}
 		for uid, t := range used {
 			u, err := decodeURL(cur[urlKey(uid)])
@@ -763,7 +761,23 @@ func (s *Store) FlushLastUsed() error {
 			return nil, errNoChange
 		}
 		return jsonValues(vals)
-	})
+	}
+	s.mu.RLock()
+	shared := s.fresh != nil
+	s.mu.RUnlock()
+	var err error
+	if shared {
+		// In cluster mode, without s.mu: every webhook's Authorize reads the
+		// caches under it, and must not wait behind this flush's round trips
+		// to a cluster that is slow or out of reach (4 s, before its own
+		// append's 4 s: past the 5 s a webhook may wait). The watch brings
+		// the written records to the caches.
+		err = s.cas(keys, fn, false)
+	} else {
+		s.mu.Lock()
+		err = s.change(keys, fn)
+		s.mu.Unlock()
+	}
 	if err != nil {
 		s.usedMu.Lock()
 		for uid, t := range used {

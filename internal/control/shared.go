@@ -49,6 +49,12 @@ const (
 // return errNoChange to write nothing. The caches are updated from what was
 // written. s.mu must be held for writing.
 func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error)) error {
+	return s.cas(keys, fn, true)
+}
+
+// cas is change; with apply false it leaves the caches alone (and needs no
+// lock): the watch brings the written values to them, as other nodes' writes.
+func (s *Store) cas(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error), apply bool) error {
 	for try := 0; ; try++ {
 		cur := map[string][]byte{}
 		for _, k := range keys {
@@ -69,7 +75,9 @@ func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string
 		if err != nil {
 			return err
 		}
-		if err = s.kv.PutIf(cur, kvs); err == nil {
+		if err = s.kv.PutIf(cur, kvs); err == nil && !apply {
+			return nil
+		} else if err == nil {
 			written := map[string][]byte{}
 			for k, v := range cur {
 				written[k] = v // PutIf writes the expected keys again
