@@ -432,6 +432,9 @@ func TestClusterPartition(t *testing.T) {
 	refusedDuring := load.Count(majority[0].Name+" 503") + load.Count(majority[1].Name+" 503") - refusedBefore
 	t.Logf("PARTITION: %s answered %d webhooks while cut off for %s, all 503 with Retry-After, the first %s after the cut, the slowest in %s; the majority side answered %d 200s and %d 503s meanwhile",
 		minority.Name, answers, isolated, firstOne.Round(time.Millisecond), slowest.Round(time.Millisecond), okDuring, refusedDuring)
+	if t.Failed() {
+		t.Logf("%s's log:\n%s", minority.Name, tail(minority.Logs(), 6000))
+	}
 	if okDuring == 0 || refusedDuring > 0 {
 		t.Errorf("the majority side answered %d 200s and %d 503s during the partition, want only 200s", okDuring, refusedDuring)
 	}
