@@ -549,7 +549,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	_, errOut, code = hh(t, "serve", "--bogus")
-	if code != 1 || errOut != "hookhouse: config: flag provided but not defined: -bogus (see 'hookhouse serve --help')\n" {
+	if code != 2 || errOut != "hookhouse: config: flag provided but not defined: -bogus (see 'hookhouse serve --help')\n" {
 		t.Errorf("serve --bogus: exit %d, stderr %q", code, errOut)
 	}
 

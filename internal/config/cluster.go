@@ -30,7 +30,8 @@ func (c *Config) registerCluster(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM `FILE` of the root certificates to trust for the NATS servers' TLS "+
 		"(default: the system's roots)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of the stream and the KV buckets, `N` of 1, 3 or 5; "+
-		"a write is acknowledged once a majority stored it. Applies when they are created")
+		"a write is acknowledged once a majority stored it. A change applies to the stream at the next start; "+
+		"the KV buckets keep the number they were created with")
 	fs.StringVar(&c.NATSStream, "nats-stream", c.NATSStream, "`NAME` of the JetStream stream; the KV buckets are named after it "+
 		"(NAME_control, NAME_log). Letters, digits, - and _")
 	fs.StringVar(&c.NodeName, "node-name", "", "this node's `NAME` in the cluster, shown in /status, the dashboard and metrics "+

@@ -742,8 +742,9 @@ func (s *Store) FlushLastUsed() error {
 	}
 	sort.Strings(keys)
 	// Read, change and write each URL's stored record: a copy from the cache
-	// could be older than a revocation another node just made.
-	fn := func(cur map[string][]byte) (map[string][]byte, error) {
+	// could be older than a revocation another node just made. Without s.mu,
+	// so that webhooks are checked meanwhile.
+	cur, written, err := s.cas(keys, func(cur map[string][]byte) (map[string][]byte, error) {
 		vals := map[string]any{}
 		for uid, t := range used {
 			u, err := decodeURL(cur[urlKey(uid)])
@@ -761,23 +762,7 @@ func (s *Store) FlushLastUsed() error {
 			return nil, errNoChange
 		}
 		return jsonValues(vals)
-	}
-	s.mu.RLock()
-	shared := s.fresh != nil
-	s.mu.RUnlock()
-	var err error
-	if shared {
-		// In cluster mode, without s.mu: every webhook's Authorize reads the
-		// caches under it, and must not wait behind this flush's round trips
-		// to a cluster that is slow or out of reach (4 s, before its own
-		// append's 4 s: past the 5 s a webhook may wait). The watch brings
-		// the written records to the caches.
-		err = s.cas(keys, fn, false)
-	} else {
-		s.mu.Lock()
-		err = s.change(keys, fn)
-		s.mu.Unlock()
-	}
+	})
 	if err != nil {
 		s.usedMu.Lock()
 		for uid, t := range used {
@@ -787,6 +772,21 @@ func (s *Store) FlushLastUsed() error {
 		}
 		s.usedMu.Unlock()
 		return err
+	}
+	// Into the cache only where it still holds what was read: a revocation
+	// made meanwhile (here or, through the watch, elsewhere) stays.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range written {
+		var uid int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(k, keyURL), "%d", &uid); err != nil {
+			continue
+		}
+		if u := s.urls[uid]; u != nil {
+			if b, err := json.Marshal(u); err == nil && bytes.Equal(b, cur[k]) {
+				s.applyLocked(k, v)
+			}
+		}
 	}
 	return nil
 }

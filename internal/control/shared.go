@@ -49,52 +49,52 @@ const (
 // return errNoChange to write nothing. The caches are updated from what was
 // written. s.mu must be held for writing.
 func (s *Store) change(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error)) error {
-	return s.cas(keys, fn, true)
+	cur, kvs, err := s.cas(keys, fn)
+	if err != nil {
+		return err
+	}
+	for k, v := range cur {
+		if _, ok := kvs[k]; !ok {
+			s.applyLocked(k, v) // PutIf writes the expected keys again
+		}
+	}
+	for k, v := range kvs {
+		s.applyLocked(k, v)
+	}
+	return nil
 }
 
-// cas is change; with apply false it leaves the caches alone (and needs no
-// lock): the watch brings the written values to them, as other nodes' writes.
-func (s *Store) cas(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error), apply bool) error {
+// cas is change's read-modify-write without the caches: it returns what was
+// read and what was written (both nil when fn returned errNoChange).
+func (s *Store) cas(keys []string, fn func(cur map[string][]byte) (map[string][]byte, error)) (cur, kvs map[string][]byte, _ error) {
 	for try := 0; ; try++ {
-		cur := map[string][]byte{}
+		cur = map[string][]byte{}
 		for _, k := range keys {
 			v, err := s.kv.Get(k)
 			switch {
 			case errors.Is(err, s.notFound):
 				cur[k] = nil
 			case err != nil:
-				return fmt.Errorf("control: %w", err)
+				return nil, nil, fmt.Errorf("control: %w", err)
 			default:
 				cur[k] = v
 			}
 		}
 		kvs, err := fn(cur)
 		if errors.Is(err, errNoChange) {
-			return nil
+			return nil, nil, nil
 		}
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if err = s.kv.PutIf(cur, kvs); err == nil && !apply {
-			return nil
-		} else if err == nil {
-			written := map[string][]byte{}
-			for k, v := range cur {
-				written[k] = v // PutIf writes the expected keys again
-			}
-			for k, v := range kvs {
-				written[k] = v
-			}
-			for k, v := range written {
-				s.applyLocked(k, v)
-			}
-			return nil
+		if err = s.kv.PutIf(cur, kvs); err == nil {
+			return cur, kvs, nil
 		}
 		if !errors.Is(err, state.ErrConflict) {
-			return fmt.Errorf("control: %w", err)
+			return nil, nil, fmt.Errorf("control: %w", err)
 		}
 		if try == casTries {
-			return fmt.Errorf("control: %d changes by other nodes came first in a row; try again: %w", casTries, err)
+			return nil, nil, fmt.Errorf("control: %d changes by other nodes came first in a row; try again: %w", casTries, err)
 		}
 		backoff(try)
 	}

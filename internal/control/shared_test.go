@@ -300,3 +300,44 @@ func TestApplyFollowsOtherNodes(t *testing.T) {
 		t.Fatal("b still lists the integration a deleted")
 	}
 }
+
+// TestFlushLastUsedKeepsRevocations: the last-use flush writes each URL's
+// stored record (not the cached one) and takes it into the cache, and a
+// revocation written meanwhile by another node stays in the store.
+func TestFlushLastUsedKeepsRevocations(t *testing.T) {
+	p, err := state.OpenPebble(filepath.Join(t.TempDir(), "state"), slog.New(slog.DiscardHandler), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a := openStore(t, p)
+	now := time.Now().Truncate(time.Second)
+	in, err := a.Create(control.NewIntegration{Name: "Hooks", Type: control.TypeWebhooks}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1, tok1, _ := a.GenerateURL(in.ID, now)
+	u2, tok2, _ := a.GenerateURL(in.ID, now)
+	b := openStore(t, p) // the other node
+	if !a.Authenticate(in.ID, tok1, now) || !a.Authenticate(in.ID, tok2, now) {
+		t.Fatal("a refuses its URLs")
+	}
+	if err := b.RevokeURL(in.ID, u2.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FlushLastUsed(); err != nil {
+		t.Fatal(err)
+	}
+	urls, _ := a.URLs(in.ID)
+	if len(urls) != 2 || urls[0].ID != u1.ID || urls[0].LastUsedAt == nil {
+		t.Fatalf("a's URLs after the flush: %+v", urls)
+	}
+	c := openStore(t, p)
+	if !c.Authenticate(in.ID, tok1, now) || c.Authenticate(in.ID, tok2, now) {
+		t.Fatal("after a's flush the stored URLs are not u1 active, u2 revoked")
+	}
+	stored, _ := c.URLs(in.ID)
+	if stored[0].LastUsedAt == nil || stored[1].LastUsedAt == nil || stored[1].RevokedAt == nil {
+		t.Fatalf("stored URLs: %+v", stored)
+	}
+}

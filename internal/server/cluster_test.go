@@ -158,6 +158,10 @@ func TestClusterServe(t *testing.T) {
 	}
 	took := b.waitStatus(t, in.ID, token, http.StatusOK, 5*time.Second)
 	t.Logf("a URL generated on A was accepted by B after %s", took)
+	// B's loader supervisor starts workers from this list.
+	if all := b.control.AllIntegrations(); len(all) != 1 || all[0].ID != in.ID {
+		t.Fatalf("B lists integrations %+v", all)
+	}
 	if took > time.Second {
 		t.Errorf("a URL generated on A took %s to work on B, want within 1s", took)
 	}
@@ -267,8 +271,17 @@ func TestClusterServe(t *testing.T) {
 		t.Errorf("%d integrations got schema same_schema, want 1", ok)
 	}
 
-	// /status.json shows the cluster to the admin, /metrics the node.
+	// /status.json shows the cluster to the admin, /metrics the node. B's
+	// watch may still be applying the creates above.
 	st := getStatus(t, b, adminKey)
+	start := time.Now()
+	for ; st.Cluster != nil && st.Cluster.NATS != nil && st.Cluster.NATS.ControlWatch != "current"; st = getStatus(t, b, adminKey) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("B's control watch is not current 10s after the last change: %s", st.Cluster.NATS.ControlWatch)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("B's control watch was current %s after the concurrent creates", time.Since(start).Round(time.Millisecond))
 	if st.Cluster == nil || st.Cluster.Node != "hh-b" || st.Cluster.NATS == nil || st.Cluster.NATS.Stream != "serve" ||
 		st.Cluster.NATS.Connected == "" || len(st.Cluster.NATS.Servers) == 0 {
 		t.Fatalf("status cluster block: %+v", st.Cluster)
