@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -29,8 +30,10 @@ func (l *Loader) work(w *worker) {
 		l.run(w)
 		return
 	}
+	var holdOff time.Duration
 	for {
-		ls := l.contend(w)
+		ls := l.contend(w, holdOff)
+		holdOff = 0
 		if ls == nil {
 			return // stopping, or a deleted integration whose records are all loaded
 		}
@@ -59,10 +62,38 @@ func (l *Loader) work(w *worker) {
 			req.done <- fmt.Errorf("loader: reset integration %d: nothing was reset: %w (it lost the loader lease)", w.id, ErrNotLoader)
 		}
 		ls.release()
+		if w.gaveUp {
+			// Let the other nodes try first: they look every 1–1.5 s.
+			w.gaveUp, holdOff = false, 3*time.Second
+			continue
+		}
 		if !lost {
 			return // Close, or a deleted integration done: the lease is released
 		}
 	}
+}
+
+// handOver reports, on a cluster, that w's loads have failed for
+// handOverAfter, and makes run return so that the lease goes to another node,
+// which may reach the warehouse (a partition between this node and the
+// warehouse). If every node fails, the lease passes around and each retries.
+func (l *Loader) handOver(w *worker, logger *slog.Logger) bool {
+	if l.opts.Leases == nil || l.ctx.Err() != nil {
+		return false
+	}
+	w.mu.Lock()
+	failing, since := w.failing, w.since
+	w.mu.Unlock()
+	if w.heldSince.After(since) {
+		since = w.heldSince // failing on this node since it took the lease
+	}
+	if failing == 0 || time.Since(since) < l.handOverAfter {
+		return false
+	}
+	logger.Warn("loading has failed for too long on this node; giving the loader lease up so that another node tries",
+		"failing_for", time.Since(since).Round(time.Second), "failures_in_a_row", failing)
+	w.gaveUp = true
+	return true
 }
 
 // takeOver starts a hold of w's lease: the reset recorded in the control data
@@ -81,6 +112,7 @@ func (l *Loader) takeOver(w *worker, ls *lease) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.holding = ls
+	w.heldSince = time.Now()
 	w.adoptReset(cur)
 	w.redo = w.reset != nil && w.reset.CommittedAt == nil
 	w.changed()
@@ -101,11 +133,12 @@ func (w *worker) adoptReset(r *control.Reset) {
 }
 
 // contend waits until this node holds w's lease and returns it, or nil when
-// the loader stops or w's integration is deleted and loaded. Meanwhile it
-// keeps w's picture current from the warehouse (for Stats and Sync).
-func (l *Loader) contend(w *worker) *lease {
+// the loader stops or w's integration is deleted and loaded; it makes no
+// try before holdOff. Meanwhile it keeps w's picture current from the
+// warehouse (for Stats and Sync).
+func (l *Loader) contend(w *worker, holdOff time.Duration) *lease {
 	var (
-		nextTry     time.Time
+		nextTry     = time.Now().Add(holdOff)
 		lastRefresh time.Time
 		lastWarn    time.Time
 	)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -95,7 +96,7 @@ func (w testLogWriter) Write(b []byte) (int, error) {
 
 // startNode starts a node's state and loader; force makes its leases always
 // held (two nodes then both load: the warehouse's fence must hold).
-func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl time.Duration, ins Integrations, opts Options, force bool) *clusterNode {
+func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl time.Duration, ins Integrations, opts Options, force bool, tweaks ...func(*Loader)) *clusterNode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -121,6 +122,9 @@ func startNode(t *testing.T, c *natstest.Cluster, stream, dsn, name string, ttl 
 	opts.Observe = n.obs
 	opts.Leases = n.leases
 	n.l = New(n.log, wh, ins, opts, logger)
+	for _, f := range tweaks {
+		f(n.l)
+	}
 	n.l.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -635,4 +639,74 @@ func (s *sharedIntegrations) set(f func(*control.Integration)) {
 	for i := range s.ins {
 		f(&s.ins[i])
 	}
+}
+
+// TestClusterHandOver: the loading node loses the warehouse (its login is
+// refused and its sessions ended: a partition between it and PostgreSQL)
+// while the other node still reaches it. After failing for handOverAfter the
+// first node gives its lease up, and the other loads everything, once.
+func TestClusterHandOver(t *testing.T) {
+	c := natstest.Start(t, 3)
+	ctx := context.Background()
+	dsn, err := pgtest.Shared(t).NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := fmt.Sprintf("hh_handover_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN SUPERUSER`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(context.Background(), dsn)
+		if err == nil {
+			admin.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, role)
+			admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+			admin.Close(context.Background())
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	ins := fixedIntegrations{{ID: 1, Name: "handover", Type: "vero", Schema: "hh_handover"}}
+	opts := Options{BatchSize: 100, BatchWait: 20 * time.Millisecond}
+	quick := func(l *Loader) { l.handOverAfter = 3 * time.Second }
+	a := startNode(t, c, "handover", u.String(), "hh-a", DefaultLeaseTTL, ins, opts, false, quick)
+	if _, err := a.st.Append(ctx, 1, time.Now(), [][]byte{[]byte(`{"n":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitHolder(t, []*clusterNode{a})
+	b := startNode(t, c, "handover", dsn, "hh-b", DefaultLeaseTTL, ins, opts, false, quick)
+	nodes := []*clusterNode{a, b}
+	if h := waitHolder(t, nodes); h != a {
+		t.Fatalf("holder %s, want hh-a", h.name)
+	}
+
+	// a loses PostgreSQL.
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` NOLOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, role); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	acked := map[int]bool{0: true}
+	for i := 1; i <= 50; i++ {
+		if _, err := nodes[i%2].st.Append(ctx, 1, time.Now(), [][]byte{fmt.Appendf(nil, `{"n":%d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+		acked[i] = true
+	}
+	syncWithin(t, b, 90*time.Second)
+	if name, ok := b.l.LeaseHolder(1); !ok || name != b.name {
+		t.Fatalf("after a's failures the holder is %q, %v; want hh-b", name, ok)
+	}
+	t.Logf("HANDOVER: hh-a lost PostgreSQL; hh-b had loaded everything %v later (hand-over after 3 s of failures)", time.Since(cutAt).Round(time.Millisecond))
+	checkExactlyOnce(t, b.st, dsn, "hh_handover", acked)
 }

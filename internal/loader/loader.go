@@ -109,6 +109,10 @@ type Loader struct {
 	mu      sync.Mutex
 	workers map[int64]*worker
 
+	// handOverAfter: on a cluster, a node whose loads of an integration have
+	// failed for this long gives its lease up (cluster.go).
+	handOverAfter time.Duration
+
 	// The warehouse's stored states, shared by the workers of integrations
 	// this node does not load (cluster mode), read at most twice a second.
 	statesMu  sync.Mutex
@@ -157,6 +161,8 @@ type worker struct {
 	// last counted the rejected rows.
 	holding   *lease
 	countedAt time.Time
+	gaveUp    bool      // run returned to hand the lease over (worker goroutine only)
+	heldSince time.Time // when this node took the lease (worker goroutine only)
 }
 
 func newWorker(in control.Integration) *worker {
@@ -204,7 +210,7 @@ func New(log Log, wh warehouse.Warehouse, ctl Integrations, opts Options, logger
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 64 << 20
 	}
-	l := &Loader{log: log, wh: wh, ctl: ctl, opts: opts, logger: logger, workers: map[int64]*worker{}}
+	l := &Loader{log: log, wh: wh, ctl: ctl, opts: opts, logger: logger, workers: map[int64]*worker{}, handOverAfter: time.Minute}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.hard, l.hardCancel = context.WithCancel(context.Background())
 	return l
@@ -401,7 +407,7 @@ func (l *Loader) run(w *worker) {
 			st, fl, err = l.prepare(w)
 			if err != nil {
 				fails(err, "cannot read load state from the warehouse")
-				if stopping() {
+				if stopping() || l.handOver(w, logger) {
 					return
 				}
 				backoff = nextBackoff(backoff)
@@ -509,7 +515,7 @@ func (l *Loader) run(w *worker) {
 			w.mu.Lock()
 			n := w.failing
 			w.mu.Unlock()
-			if stopping() && (n > 3 || w.hard.Err() != nil) {
+			if stopping() && (n > 3 || w.hard.Err() != nil) || l.handOver(w, logger) {
 				return
 			}
 			backoff = nextBackoff(backoff)

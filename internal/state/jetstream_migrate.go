@@ -542,7 +542,7 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 		if l.First > l.Head {
 			last = l.LastReceivedAt // no record follows to carry it
 		}
-		if err := j.migrateAnchor(ctx, l.Integration, l.First, last, 0); err != nil {
+		if err := j.put(ctx, l.Integration, l.First, 0, nil, time.Time{}, last, true); err != nil {
 			return err
 		}
 		h.Position = l.First - 1
@@ -582,13 +582,8 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 				}
 				n++
 			}
-			first, _, err := j.publish(time.Now().Add(j.opts.Timeout), l.Integration, body, n, at, nil, "", nil)
-			if err != nil {
+			if err := j.put(ctx, l.Integration, recs[0].Position, n, body, at, time.Time{}, false); err != nil {
 				return fmt.Errorf("copy integration %d's records from position %d: %w", l.Integration, recs[0].Position, err)
-			}
-			if first != recs[0].Position {
-				return fmt.Errorf("the cluster stored integration %d's record %d at position %d: something else writes to the stream %s; stop every node and run migrate again",
-					l.Integration, recs[0].Position, first, j.opts.Name)
 			}
 			after += uint64(n)
 			l.Copied += uint64(n)
@@ -603,41 +598,77 @@ func (j *JetStream) copyLog(ctx context.Context, src MigrationSource, l *Migrati
 		return fmt.Errorf("read the cluster's log of integration %d: %w", l.Integration, j.unavailable(err))
 	}
 	if h.LastReceivedAt.Before(l.LastReceivedAt) {
-		return j.migrateAnchor(ctx, l.Integration, l.Head+1, l.LastReceivedAt, h.seq)
+		return j.put(ctx, l.Integration, l.Head+1, 0, nil, time.Time{}, l.LastReceivedAt, false)
 	}
 	return nil
 }
 
-// migrateAnchor publishes an anchor (no records) at pos after the subject's
-// message expect (0: the subject is empty), with last as the head's last
-// receipt time. A try whose answer was lost is recognised by its Hh-Req.
-func (j *JetStream) migrateAnchor(ctx context.Context, integration int64, pos uint64, last time.Time, expect uint64) error {
+// put publishes a message with records first..first+n-1 of integration
+// (n = 0: an anchor at first) right after the subject's last message, which
+// must end at position first-1 (empty: the subject must have no message). It
+// never renumbers, as Append does: if the subject holds anything else, the
+// log changed during the migration and put fails. at is the latest receipt
+// time of the records; the head's last receipt time becomes the latest of
+// the one before, at and last. A try whose answer was lost is recognised by
+// its Hh-Req; as every try expects the same last message, at most one is
+// stored.
+func (j *JetStream) put(ctx context.Context, integration int64, first uint64, n int, body []byte, at, last time.Time, empty bool) error {
 	subject := j.subjectOf(integration)
 	req := newTry().req
 	ctx, cancel := context.WithTimeout(ctx, j.opts.Timeout)
 	defer cancel()
 	backoff := 20 * time.Millisecond
-	for {
-		m := nats.NewMsg(subject)
-		m.Header.Set(hdrPos, strconv.FormatUint(pos, 10))
-		m.Header.Set(hdrN, "0")
-		m.Header.Set(hdrAt, "0")
-		m.Header.Set(hdrLast, strconv.FormatInt(micros(last), 10))
-		m.Header.Set(hdrReq, req)
-		ack, err := j.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect))
+	h, err := j.last(ctx, integration)
+	for try := 0; ; try++ {
+		if try > 0 {
+			var m *jetstream.RawStreamMsg
+			m, err = j.stream.GetLastMsgForSubject(ctx, subject)
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				h, err = jsHead{known: true}, nil
+			case err == nil:
+				hh, ok := parseHead(m.Header)
+				if !ok {
+					return fmt.Errorf("state: message %d of integration %d has no valid position headers", m.Sequence, integration)
+				}
+				hh.seq = m.Sequence
+				if m.Header.Get(hdrReq) == req {
+					j.advance(integration, hh) // an earlier try was stored
+					return nil
+				}
+				h = hh
+			}
+		}
 		if err == nil {
-			j.advance(integration, jsHead{Head: Head{Position: pos - 1, LastReceivedAt: last}, seq: ack.Sequence, known: true})
-			return nil
-		}
-		// An earlier try may have been stored though its answer was lost.
-		lm, gerr := j.stream.GetLastMsgForSubject(ctx, subject)
-		if gerr == nil && lm.Header.Get(hdrReq) == req {
-			j.advance(integration, jsHead{Head: Head{Position: pos - 1, LastReceivedAt: last}, seq: lm.Sequence, known: true})
-			return nil
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return fmt.Errorf("integration %d's log in the stream %s changed during the migration: is a hookhouse node running on the cluster? stop every node and run migrate again", integration, j.opts.Name)
+			if (empty && h.seq != 0) || (!empty && (h.seq == 0 || h.Position != first-1)) {
+				return fmt.Errorf("integration %d's log in the stream %s changed during the migration (it ends at position %d where the copy expected %d): "+
+					"is a hookhouse node or another migrate running on the cluster? Stop it and run migrate again", integration, j.opts.Name, h.Position, first-1)
+			}
+			lastRecv := h.LastReceivedAt
+			if n > 0 && at.After(lastRecv) {
+				lastRecv = at
+			}
+			if last.After(lastRecv) {
+				lastRecv = last
+			}
+			m := nats.NewMsg(subject)
+			m.Data = body
+			m.Header.Set(hdrPos, strconv.FormatUint(first, 10))
+			m.Header.Set(hdrN, strconv.Itoa(n))
+			m.Header.Set(hdrAt, strconv.FormatInt(micros(at), 10))
+			m.Header.Set(hdrLast, strconv.FormatInt(micros(lastRecv), 10))
+			m.Header.Set(hdrReq, req)
+			var ack *jetstream.PubAck
+			ack, err = j.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(h.seq))
+			if err == nil {
+				j.advance(integration, jsHead{Head: Head{Position: first + uint64(n) - 1, LastReceivedAt: lastRecv}, seq: ack.Sequence, known: true})
+				return nil
+			}
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "resource limits exceeded") ||
+				strings.Contains(apiErr.Description, "insufficient resources")) {
+				return fmt.Errorf("%w: the stream %s is full (%s): give it room (max_bytes, the servers' JetStream storage) and run migrate again", ErrNoSpace, j.opts.Name, apiErr.Description)
+			}
 		}
 		if !j.pause(ctx, backoff) {
 			return fmt.Errorf("copy integration %d: %w: %v", integration, ErrUnavailable, err)

@@ -597,3 +597,57 @@ func TestMigrateRecordTooLarge(t *testing.T) {
 	}
 	sameState(t, src, jsNode{big, nc})
 }
+
+// TestMigrateForeignWriter: something else appending to an integration's log
+// while migrate copies it (a node started around the marker) stops the copy,
+// and nothing is renumbered: every record is in the cluster at most once.
+func TestMigrateForeignWriter(t *testing.T) {
+	c := natstest.Start(t, 3)
+	n := makeNode(t)
+	src := openReader(t, n.dir)
+	j := openMigrate(t, c, "fw")
+	other := openMigrate(t, c, "fw")
+	f := &failing{MigrationSource: src} // reads 7 records at a time: many messages
+	plan, err := j.PlanMigration(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended := false
+	err = j.Migrate(context.Background(), f, plan, state.MigrateOptions{Progress: func(uint64) {
+		if !appended {
+			appended = true
+			if _, err := other.Append(context.Background(), 1, time.Now(), [][]byte{[]byte(`{"foreign":1}`)}); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if err == nil || !strings.Contains(err.Error(), "changed during the migration") {
+		t.Fatalf("a foreign append during the copy: %v", err)
+	}
+	recs, err := other.Read(context.Background(), 1, 0, 1000, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := src.Read(1, 0, 1000, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := map[[16]byte]uint64{}
+	for _, r := range mine {
+		at[r.ID] = r.Position
+	}
+	seen := map[[16]byte]bool{}
+	for i, r := range recs {
+		if seen[r.ID] || (i > 0 && r.Position != recs[i-1].Position+1) {
+			t.Fatalf("record %d (position %d) is in the cluster twice or out of place", i, r.Position)
+		}
+		if pos, ok := at[r.ID]; ok && pos != r.Position {
+			t.Fatalf("the node's record %d is at position %d in the cluster: renumbered", pos, r.Position)
+		}
+		seen[r.ID] = true
+	}
+	// The rerun refuses: the cluster's last record is not the data dir's.
+	if _, err := j.PlanMigration(context.Background(), src); err == nil || !strings.Contains(err.Error(), "differs between the cluster and the data dir") {
+		t.Fatalf("the rerun: %v", err)
+	}
+}
