@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/ ./internal/verify/ ./internal/secretbox/ ./internal/history/
 FUZZTIME ?= 10s
 
-.PHONY: build nats-server run test fuzz-short fuzz-long bench soak screenshots lint deps clean
+.PHONY: build nats-server cluster-demo run test fuzz-short fuzz-long bench soak screenshots lint deps clean
 
 # DuckDB's cgo bindings take about 2 minutes on 2 cores to compile, with no
 # output; say so before a build that has to compile them (the first one, or after
@@ -32,11 +32,18 @@ nats-server:
 run: build
 	./bin/hookhouse serve
 
+# A whole cluster on loopback (docs/cluster.md): 3 nats-server processes
+# (sync_interval: always), a throwaway PostgreSQL and 3 hookhouse nodes; it
+# prints their URLs and the admin key, and Ctrl-C stops everything.
+cluster-demo: build nats-server
+	$(GO) build -o bin/clusterdemo ./cmd/clusterdemo
+	./bin/clusterdemo -bin bin/hookhouse
+
 deps:
 	./scripts/deps.sh
 	./scripts/npm-test-deps.sh
 
-test: deps build
+test: deps build nats-server
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)

@@ -34,6 +34,14 @@ type child struct {
 
 // startChild starts bin and waits until /readyz answers 200. extra flags go last.
 func startChild(ctx context.Context, bin, warehouse string, batchWait time.Duration, extra []string) (*child, error) {
+	return startChildKey(ctx, bin, warehouse, batchWait, extra, "", nil)
+}
+
+// startChildKey is startChild with the admin key given (a cluster node that
+// did not mint it has no <data>/admin.key; "" reads <data>/admin.key) and,
+// unless nil, the secret.key to put in its data dir first (every node of a
+// cluster must have the same).
+func startChildKey(ctx context.Context, bin, warehouse string, batchWait time.Duration, extra []string, adminKey string, secretKey []byte) (*child, error) {
 	dir, err := os.MkdirTemp("", "hookhouse-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("server: temp data dir: %w", err)
@@ -42,6 +50,12 @@ func startChild(ctx context.Context, bin, warehouse string, batchWait time.Durat
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	if secretKey != nil {
+		if err := os.WriteFile(filepath.Join(dir, "secret.key"), secretKey, 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("server: %w", err)
+		}
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	c := &child{dir: dir, base: "http://" + listen, stderr: &tail{max: 32 << 10}, done: make(chan struct{})}
@@ -69,12 +83,15 @@ func startChild(ctx context.Context, bin, warehouse string, batchWait time.Durat
 		c.kill()
 		return nil, err
 	}
-	key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
-	if err != nil {
-		c.kill()
-		return nil, fmt.Errorf("server: read admin key: %w", err)
+	if adminKey == "" {
+		key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+		if err != nil {
+			c.kill()
+			return nil, fmt.Errorf("server: read admin key: %w", err)
+		}
+		adminKey = strings.TrimSpace(string(key))
 	}
-	c.admin = client.New(c.base, strings.TrimSpace(string(key)))
+	c.admin = client.New(c.base, adminKey)
 	return c, nil
 }
 

@@ -11,7 +11,16 @@ package main
 //  3. the JetStream state's Append (internal/state), one 500-byte record per
 //     call, from one node and from two nodes (each on its own server) into the
 //     same integration: what a hookhouse node's ingest adds on top of the
-//     publisher, before HTTP.
+//     publisher, before HTTP;
+//  4. hookhouse itself (cluster_hookhouse.go): two `serve --nats` nodes on the
+//     sync_interval: always cluster, -conns HTTP clients split between them
+//     posting one ~500-byte record per request, the loader running into a
+//     throwaway PostgreSQL warehouse; and, for
+//     comparison, one single-node `serve` (Pebble log) under the same load.
+//     The summary gives the cluster's ratio to the bare publisher. Two more
+//     runs show where the cluster's time goes: the two nodes each with an
+//     integration of its own (sticky routing: no two nodes append to one
+//     integration), and one node alone on the cluster.
 //
 // It prints a Markdown table; a failed check (an append lost from the log) is an
 // error.
@@ -23,7 +32,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +64,37 @@ func (r clusterResult) rate() float64 { return float64(r.ok) / r.window.Seconds(
 func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(progress, "bench: cluster: "+format+"\n", a...) }
 	var results []clusterResult
+	bin, err := filepath.Abs(o.bin)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w (build it with `make build`)", o.bin, err)
+	}
+	say("starting the PostgreSQL warehouse")
+	newDB, closePG, err := benchWarehouse(ctx)
+	if err != nil {
+		return err
+	}
+	defer closePG()
+	tag := time.Now().UTC().Format("20060102t150405")
+	{
+		const name = "hookhouse single node (Pebble, fsync'd group commits)"
+		say("%s: %d HTTP clients, one %d B record per request", name, o.conns, clusterMsgBytes)
+		dsn, err := newDB(ctx)
+		var single *child
+		if err == nil {
+			single, err = startChild(ctx, bin, dsn, o.batchWait, strings.Fields(o.extra))
+		}
+		if err != nil {
+			results = append(results, clusterResult{name: name, err: err})
+		} else {
+			results = append(results, benchHookhouse(ctx, o, name, []*child{single}, "bench_single_"+tag, 1))
+			if _, err := single.stop(time.Minute); err != nil {
+				say("single node: %v", err)
+			}
+		}
+	}
 	for _, sync := range []bool{true, false} {
 		dir, err := os.MkdirTemp("", "hookhouse-bench-nats-")
 		if err != nil {
@@ -77,11 +119,45 @@ func benchCluster(ctx context.Context, o options, stdout, progress io.Writer) er
 			break
 		}
 		for _, run := range []struct{ nodes, integrations int }{{1, 1}, {2, 1}, {2, 8}} {
+			if o.clusterQuick {
+				break
+			}
 			say("state Append from %d node(s) into %d integration(s), %d concurrent appends of %d B", run.nodes, run.integrations, o.conns, clusterMsgBytes)
 			r := benchStateAppend(ctx, c, o, run.nodes, run.integrations)
 			results = append(results, r)
 		}
+		for _, run := range []struct {
+			name                string
+			nodes, integrations int
+		}{
+			{"hookhouse cluster: 2 nodes, 1 integration, sync_interval: always", 2, 1},
+			{"hookhouse cluster: 2 nodes, 1 integration each (sticky), sync_interval: always", 2, 2},
+			{"hookhouse cluster: 1 node, 1 integration, sync_interval: always", 1, 1},
+		} {
+			say("%s: %d HTTP clients split between the nodes, one %d B record per request", run.name, o.conns, clusterMsgBytes)
+			if o.clusterQuick && run.nodes == 1 {
+				continue
+			}
+			dsn, err := newDB(ctx)
+			var nodes []*child
+			if err == nil {
+				nodes, err = startClusterNodes(ctx, c, o, bin, dsn, fmt.Sprintf("benchhh%d_%d", run.nodes, run.integrations), run.nodes)
+			}
+			if err != nil {
+				results = append(results, clusterResult{name: run.name, err: err})
+				continue
+			}
+			results = append(results, benchHookhouse(ctx, o, run.name, nodes, "bench_cluster_"+tag, run.integrations))
+			for _, n := range nodes {
+				if _, err := n.stop(time.Minute); err != nil {
+					say("cluster node: %v", err)
+				}
+			}
+		}
 		c.Close()
+		if o.clusterQuick {
+			break
+		}
 	}
 	printCluster(stdout, o, results)
 	for _, r := range results {
@@ -264,4 +340,31 @@ func printCluster(w io.Writer, o options, results []clusterResult) {
 		t.add(r.name, fmt.Sprintf("%.0f", r.rate()), ms(r.lat.p50), ms(r.lat.p99), ms(r.lat.max), thousands(r.errs), r.check)
 	}
 	t.print(w)
+	var bare, cluster, single *clusterResult
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+		case r.name == "bare publisher, sync_interval: always":
+			bare = &results[i]
+		case strings.HasPrefix(r.name, "hookhouse cluster: 2 nodes, 1 integration,"):
+			cluster = &results[i]
+		case strings.HasPrefix(r.name, "hookhouse single node"):
+			single = &results[i]
+		}
+	}
+	fmt.Fprintln(w)
+	if bare != nil && cluster != nil {
+		ratio := cluster.rate() / bare.rate()
+		aim := "met"
+		if ratio < 0.7 {
+			aim = "MISSED"
+		}
+		fmt.Fprintf(w, "hookhouse cluster ingest / bare publisher (both sync_interval: always): %.2f (aim ≥ 0.70: %s)", ratio, aim)
+		if single != nil {
+			fmt.Fprintf(w, "; / single node: %.2f", cluster.rate()/single.rate())
+		}
+		fmt.Fprintln(w, ".")
+	}
+	fmt.Fprintln(w, "CPU (hookhouse runs) is in cores busy over the measured window: load generator / hookhouse nodes / the rest (NATS servers, PostgreSQL, interrupts).")
+	fmt.Fprintln(w, "Everything (3 NATS servers, the hookhouse nodes, PostgreSQL and the load generator) shares this machine's cores.")
 }

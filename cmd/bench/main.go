@@ -57,6 +57,8 @@ type options struct {
 	drain     time.Duration
 	extra     string
 
+	clusterQuick bool
+
 	goClient   bool
 	fresh      bool
 	wrk        string
@@ -91,6 +93,7 @@ func main() {
 	flag.StringVar(&o.wrk, "wrk", "", "wrk binary (default: wrk from PATH, installed with apt-get when missing and running as root)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (-t); its connections (-c) are -conns")
 	floorServer := flag.Bool("floor-server", false, "internal: serve the trivial handler as a separate process")
+	flag.BoolVar(&o.clusterQuick, "cluster-quick", false, "with -cluster: only the sync_interval: always publisher and the hookhouse runs (no state Append runs, no second cluster)")
 	cluster := flag.Bool("cluster", false, "run only the cluster benchmark (cluster.go): 3 nats-server processes with sync_interval: always, a bare JetStream publisher and the JetStream state's Append")
 	flag.Parse()
 	if *floorServer {

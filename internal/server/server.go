@@ -178,9 +178,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 	s.pauseAheadOfLog(pctx) // before loading starts (backup.go)
 	pcancel()
+	var leases *loader.Leases // nil on a single node: it loads every integration
+	if cfg.NATS != "" {
+		leases = leasesFor(st, cfg.NodeName, logger) // lease.go
+	}
 	s.loader = loader.New(st, s.wh, ctl, loader.Options{
-		Installation: ctl.Installation(),
-		BatchSize:    cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
+		Installation: ctl.Installation(), Leases: leases,
+		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, MaxColumns: cfg.MaxColumns,
 		Retention: cfg.Retention, Observe: s.metrics, Resets: ctl,
 		MaxBatchBytes: int(budget.BatchBytes), AttemptsDir: attemptsDir,
 		MaxText: int(budget.DuckDBMaxText),
