@@ -63,6 +63,9 @@ type Options struct {
 // open (Options.GroupWait).
 const groupWaitMin = 4
 
+// groupWaitStep is how often a writer holding a group open looks at its queue.
+const groupWaitStep = 250 * time.Microsecond
+
 // Pebble is the embedded State: the log and control data in one Pebble store.
 type Pebble struct {
 	db     *pebble.DB
@@ -284,24 +287,38 @@ func (p *Pebble) writeLoop() {
 			}
 		}
 		if p.opts.GroupWait > 0 && last >= groupWaitMin && len(group) < 2*last && size < p.opts.MaxGroupBytes {
-			if wait == nil {
-				wait = time.NewTimer(p.opts.GroupWait)
-			} else {
-				wait.Reset(p.opts.GroupWait)
+			// Look at the queue every groupWaitStep instead of taking each
+			// request as it comes: a receive would wake the writer once per
+			// request, a cost of its own.
+			deadline := time.Now().Add(p.opts.GroupWait)
+		hold:
+			for len(group)+len(p.appends) < 2*last {
+				left := time.Until(deadline)
+				if left <= 0 {
+					break
+				}
+				if wait == nil {
+					wait = time.NewTimer(min(left, groupWaitStep))
+				} else {
+					wait.Reset(min(left, groupWaitStep))
+				}
+				select {
+				case <-wait.C:
+				case <-p.stop:
+					wait.Stop()
+					break hold // commit what is here; the loop then fails the rest
+				}
 			}
-		fill:
-			for len(group) < 2*last && size < p.opts.MaxGroupBytes {
+		take:
+			for size < p.opts.MaxGroupBytes {
 				select {
 				case r := <-p.appends:
 					group = append(group, r)
 					size += r.size
-				case <-wait.C:
-					break fill
-				case <-p.stop:
-					break fill // commit what is here; the loop then fails the rest
+				default:
+					break take
 				}
 			}
-			wait.Stop()
 		}
 		last = len(group)
 		p.commit(group)
