@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -63,6 +64,9 @@ type importer struct {
 	field      string
 	maxErrors  int
 	importName string // --import-name
+	// maxBody, maxItems: the server's chunk limits when it takes smaller
+	// chunks than this command cuts by default (a cluster); 0: none.
+	maxBody, maxItems int
 
 	bad     int // bad lines seen
 	shown   int // bad lines printed
@@ -106,6 +110,9 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 		return err
 	}
 	im := &importer{c: c, cl: cl, id: id, schema: in.Schema, name: pos[1], field: *field, maxErrors: *maxErrors, importName: *importName}
+	if err := im.askLimits(ctx); err != nil {
+		return err
+	}
 	if pos[1] == "-" {
 		im.name = "stdin"
 		return im.run(ctx, c.stdin, false, 0)
@@ -137,7 +144,7 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 // it counts the records for the progress.
 func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, error) {
 	cr := &countingReader{r: f}
-	ir, err := openImport(cr, im.field, im.importName)
+	ir, err := im.open(cr)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", im.name, err)
 	}
@@ -175,7 +182,7 @@ func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, 
 // run sends the chunks of r one after another, each once its predecessor is
 // stored, while the next is read. checked: the file went through check.
 func (im *importer) run(ctx context.Context, r io.Reader, checked bool, total int64) error {
-	ir, err := openImport(r, im.field, im.importName)
+	ir, err := im.open(r)
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.name, err)
 	}
@@ -355,4 +362,37 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// askLimits asks the server how large a chunk it takes. A server whose
+// limits hold every chunk this command cuts by default (one node) gets those
+// chunks, with the same ids as ever; a smaller limit (a cluster: a chunk is
+// one NATS message) makes the chunks fit it exactly. A server older than
+// the question answers 404 or 405 and gets the default chunks.
+func (im *importer) askLimits(ctx context.Context) error {
+	lim, err := im.cl.ImportLimits(ctx, im.id)
+	var ce *client.Error
+	if errors.As(err, &ce) && (ce.StatusCode == http.StatusNotFound || ce.StatusCode == http.StatusMethodNotAllowed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if lim.MaxChunkBytes <= 0 || lim.MaxChunkRecords <= 0 {
+		return fmt.Errorf("the server answered chunk limits of %d bytes and %d records", lim.MaxChunkBytes, lim.MaxChunkRecords)
+	}
+	if lim.MaxChunkBytes < chunkBytes+maxItemBytes+1 || lim.MaxChunkRecords < chunkItems {
+		im.maxBody, im.maxItems = lim.MaxChunkBytes, lim.MaxChunkRecords
+	}
+	return nil
+}
+
+// open opens r for reading chunks cut to the server's limits.
+func (im *importer) open(r io.Reader) (*importReader, error) {
+	ir, err := openImport(r, im.field, im.importName)
+	if err != nil {
+		return nil, err
+	}
+	ir.maxBody, ir.maxItems = im.maxBody, im.maxItems
+	return ir, nil
 }

@@ -54,12 +54,9 @@ func (j *JetStream) AppendOnceAt(ctx context.Context, integration int64, now tim
 }
 
 // MaxAppendBytes is the most bytes of records one call can store, framing
-// included: a record takes its body's length and RecordOverhead. It is the
+// included: a record takes its body's length and 28 bytes. It is the
 // stream's MaxMessageBytes, set below the servers' max_payload.
 func (j *JetStream) MaxAppendBytes() int { return j.opts.MaxMessageBytes }
-
-// RecordOverhead is what a record takes in a NATS message beyond its body.
-const RecordOverhead = recordOverhead
 
 // DedupeWindow is the stream's duplicate window: the longest a claim lasts.
 func (j *JetStream) DedupeWindow() time.Duration { return j.opts.DedupeWindow }
