@@ -371,6 +371,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // the question answers 404 or 405 and gets the default chunks.
 func (im *importer) askLimits(ctx context.Context) error {
 	lim, err := im.cl.ImportLimits(ctx, im.id)
+	deadline := time.Now().Add(importRetryFor)
+	for wait := 250 * time.Millisecond; err != nil && ctx.Err() == nil && retryable(err) && time.Now().Before(deadline); wait = min(wait*2, 5*time.Second) {
+		if wait == 250*time.Millisecond {
+			fmt.Fprintf(im.c.stderr, "asking the server how large a chunk may be: %v; retrying for up to %s\n", im.c.explain(err), importRetryFor)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		lim, err = im.cl.ImportLimits(ctx, im.id)
+	}
 	var ce *client.Error
 	if errors.As(err, &ce) && (ce.StatusCode == http.StatusNotFound || ce.StatusCode == http.StatusMethodNotAllowed) {
 		return nil
