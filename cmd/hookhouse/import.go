@@ -23,7 +23,8 @@ lines are skipped. _sdc_received_at is the time of the import, or with
 milliseconds. A record without a usable FIELD is a bad line.
 
 The file is streamed to the admin API (never through a webhook URL) in chunks
-of 10,000 lines or 4 MiB; memory stays bounded whatever the file's size. Each
+of 10,000 lines or 4 MiB (smaller on a cluster, where a chunk must fit one
+NATS message: the server says how large); memory stays bounded. Each
 chunk is stored whole or not at all, together with its id (the SHA-256 of the
 content up to the chunk's end), so running the same command again after an
 interruption (Ctrl-C, a network error, a server restart) imports every line
@@ -38,7 +39,7 @@ imported (run the command again once the lines from there on are fixed).
 Skipped bad lines are not imported later by a rerun: put them, fixed, into a
 file of their own and import that.
 
-A chunk id stays claimed for 400 days. To load a file once more on purpose
+A chunk id stays claimed for 400 days (a week on a cluster). To load a file once more on purpose
 (say its rows were dropped and the log no longer holds them), give the import
 a name with --import-name: the same file under a new name is a new import.
 
