@@ -192,7 +192,7 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		}
 		a.Logger.Warn("import chunk refused", "integration", in.ID, "records", len(records), "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "hookhouse cannot store records right now (disk full or shutting down); retry later")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "hookhouse cannot store records right now (disk full, shutting down, or the NATS cluster unreachable); retry later")
 		return
 	}
 	if dup {
