@@ -61,3 +61,25 @@ func (c *Client) ImportChunk(ctx context.Context, integrationID int64, chunkID, 
 	}
 	return &out, nil
 }
+
+// ImportLimits says how large an import chunk the server takes.
+type ImportLimits struct {
+	// MaxChunkBytes bounds a chunk's body.
+	MaxChunkBytes int `json:"max_chunk_bytes"`
+	// MaxChunkRecords bounds a chunk's records.
+	MaxChunkRecords int `json:"max_chunk_records"`
+	// ClaimWindowSeconds is how long a chunk id stays claimed: a chunk sent
+	// again within it adds nothing.
+	ClaimWindowSeconds int64 `json:"claim_window_seconds"`
+}
+
+// ImportLimits asks the server how large an import chunk may be (on a
+// cluster, a chunk must fit one NATS message). A server older than this call
+// answers 404 or 405 (an *Error).
+func (c *Client) ImportLimits(ctx context.Context, integrationID int64) (*ImportLimits, error) {
+	var out ImportLimits
+	if err := c.request.do(ctx, http.MethodGet, integrationPath(integrationID)+"/import", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

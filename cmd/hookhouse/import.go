@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -22,7 +23,8 @@ lines are skipped. _sdc_received_at is the time of the import, or with
 milliseconds. A record without a usable FIELD is a bad line.
 
 The file is streamed to the admin API (never through a webhook URL) in chunks
-of 10,000 lines or 4 MiB; memory stays bounded whatever the file's size. Each
+of 10,000 lines or 4 MiB (smaller on a cluster, where a chunk must fit one
+NATS message: the server says how large); memory stays bounded. Each
 chunk is stored whole or not at all, together with its id (the SHA-256 of the
 content up to the chunk's end), so running the same command again after an
 interruption (Ctrl-C, a network error, a server restart) imports every line
@@ -37,7 +39,7 @@ imported (run the command again once the lines from there on are fixed).
 Skipped bad lines are not imported later by a rerun: put them, fixed, into a
 file of their own and import that.
 
-A chunk id stays claimed for 400 days. To load a file once more on purpose
+A chunk id stays claimed for 400 days (a week on a cluster). To load a file once more on purpose
 (say its rows were dropped and the log no longer holds them), give the import
 a name with --import-name: the same file under a new name is a new import.
 
@@ -63,6 +65,9 @@ type importer struct {
 	field      string
 	maxErrors  int
 	importName string // --import-name
+	// maxBody, maxItems: the server's chunk limits when it takes smaller
+	// chunks than this command cuts by default (a cluster); 0: none.
+	maxBody, maxItems int
 
 	bad     int // bad lines seen
 	shown   int // bad lines printed
@@ -106,6 +111,9 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 		return err
 	}
 	im := &importer{c: c, cl: cl, id: id, schema: in.Schema, name: pos[1], field: *field, maxErrors: *maxErrors, importName: *importName}
+	if err := im.askLimits(ctx); err != nil {
+		return err
+	}
 	if pos[1] == "-" {
 		im.name = "stdin"
 		return im.run(ctx, c.stdin, false, 0)
@@ -137,7 +145,7 @@ func importFile(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) er
 // it counts the records for the progress.
 func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, error) {
 	cr := &countingReader{r: f}
-	ir, err := openImport(cr, im.field, im.importName)
+	ir, err := im.open(cr)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", im.name, err)
 	}
@@ -175,7 +183,7 @@ func (im *importer) check(ctx context.Context, f io.Reader, size int64) (int64, 
 // run sends the chunks of r one after another, each once its predecessor is
 // stored, while the next is read. checked: the file went through check.
 func (im *importer) run(ctx context.Context, r io.Reader, checked bool, total int64) error {
-	ir, err := openImport(r, im.field, im.importName)
+	ir, err := im.open(r)
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.name, err)
 	}
@@ -355,4 +363,49 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// askLimits asks the server how large a chunk it takes. A server whose
+// limits hold every chunk this command cuts by default (one node) gets those
+// chunks, with the same ids as ever; a smaller limit (a cluster: a chunk is
+// one NATS message) makes the chunks fit it exactly. A server older than
+// the question answers 404 or 405 and gets the default chunks.
+func (im *importer) askLimits(ctx context.Context) error {
+	lim, err := im.cl.ImportLimits(ctx, im.id)
+	deadline := time.Now().Add(importRetryFor)
+	for wait := 250 * time.Millisecond; err != nil && ctx.Err() == nil && retryable(err) && time.Now().Before(deadline); wait = min(wait*2, 5*time.Second) {
+		if wait == 250*time.Millisecond {
+			fmt.Fprintf(im.c.stderr, "asking the server how large a chunk may be: %v; retrying for up to %s\n", im.c.explain(err), importRetryFor)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		lim, err = im.cl.ImportLimits(ctx, im.id)
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) && (ce.StatusCode == http.StatusNotFound || ce.StatusCode == http.StatusMethodNotAllowed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if lim.MaxChunkBytes <= 0 || lim.MaxChunkRecords <= 0 {
+		return fmt.Errorf("the server answered chunk limits of %d bytes and %d records", lim.MaxChunkBytes, lim.MaxChunkRecords)
+	}
+	if lim.MaxChunkBytes < chunkBytes+maxItemBytes+1 || lim.MaxChunkRecords < chunkItems {
+		im.maxBody, im.maxItems = lim.MaxChunkBytes, lim.MaxChunkRecords
+	}
+	return nil
+}
+
+// open opens r for reading chunks cut to the server's limits.
+func (im *importer) open(r io.Reader) (*importReader, error) {
+	ir, err := openImport(r, im.field, im.importName)
+	if err != nil {
+		return nil, err
+	}
+	ir.maxBody, ir.maxItems = im.maxBody, im.maxItems
+	return ir, nil
 }

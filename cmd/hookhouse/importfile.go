@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,6 +50,11 @@ type importReader struct {
 	chunks int
 	// lastBody is the size of the last chunk's body.
 	lastBody int
+	// maxBody and maxItems, when set (a server that takes smaller chunks: a
+	// cluster), bound a chunk exactly: an item that would make the chunk's
+	// body longer than maxBody starts the next chunk instead (held).
+	maxBody, maxItems int
+	held              *item
 }
 
 // item is one line of NDJSON or one element of an array.
@@ -428,14 +434,7 @@ func (ir *importReader) nextChunk() (*chunk, error) {
 	// 4 MiB body by doubling would copy it twice over.
 	c := &chunk{index: ir.chunks, body: make([]byte, 0, ir.lastBody+ir.lastBody/8)}
 	items, size := 0, 0
-	for items < chunkItems && size < chunkBytes {
-		it, err := ir.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	add := func(it item) {
 		if items == 0 {
 			c.firstLine = it.line
 		}
@@ -445,16 +444,55 @@ func (ir *importReader) nextChunk() (*chunk, error) {
 		if it.err != nil {
 			it.rec = nil
 			c.bad = append(c.bad, it)
-			continue
+			return
 		}
 		c.body = append(append(c.body, it.rec...), '\n')
 		c.records++
+	}
+	maxItems, maxSize := chunkItems, chunkBytes
+	if ir.maxBody > 0 {
+		maxItems, maxSize = min(maxItems, ir.maxItems), min(maxSize, ir.maxBody)
+	}
+	if ir.held != nil {
+		add(*ir.held)
+		ir.held = nil
+	}
+	var id []byte
+	for items < maxItems && size < maxSize {
+		var before []byte // the hash's state before this item
+		if ir.maxBody > 0 && items > 0 {
+			before, _ = ir.sum.(encoding.BinaryMarshaler).MarshalBinary()
+		}
+		it, err := ir.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if before != nil && it.err == nil && len(c.body)+len(it.rec)+1 > ir.maxBody {
+			// It starts the next chunk; this one's id is the hash up to
+			// its own end.
+			held := it
+			held.rec = bytes.Clone(it.rec)
+			ir.held = &held
+			h := sha256.New()
+			if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(before); err != nil {
+				return nil, err
+			}
+			id = h.Sum(nil)
+			break
+		}
+		add(it)
 	}
 	if items == 0 {
 		return nil, io.EOF
 	}
 	ir.chunks++
 	ir.lastBody = len(c.body)
-	c.id = hex.EncodeToString(ir.sum.Sum(nil))
+	if id == nil {
+		id = ir.sum.Sum(nil)
+	}
+	c.id = hex.EncodeToString(id)
 	return c, nil
 }

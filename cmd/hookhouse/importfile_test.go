@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -210,4 +213,67 @@ func TestImportChunkBoundaries(t *testing.T) {
 	if err != nil || len(big) != 3 || big[0].records != 4 || big[1].firstLine != 5 {
 		t.Fatalf("1 MiB records: %v, %d chunks", err, len(big))
 	}
+}
+
+// With a server's limits (a cluster), every chunk fits them exactly: the
+// record that would overflow a chunk starts the next one, every record is in
+// exactly one chunk, in order, and a chunk's id is still the SHA-256 of the
+// input up to its end (so a rerun cuts the same chunks with the same ids).
+func TestImportChunkServerLimits(t *testing.T) {
+	var in strings.Builder
+	var lines []string
+	for i := range 3000 {
+		l := fmt.Sprintf("{\"n\":%d,\"pad\":\"%s\"}", i, strings.Repeat("x", (i*37)%900))
+		lines = append(lines, l)
+		in.WriteString(l + "\n")
+	}
+	read := func() []*chunk {
+		ir, err := openImport(strings.NewReader(in.String()), "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ir.maxBody, ir.maxItems = 20_000, 100
+		var out []*chunk
+		for {
+			c, err := ir.nextChunk()
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c)
+		}
+	}
+	chunks := read()
+	var got []string
+	full := 0
+	for i, c := range chunks {
+		if len(c.body) > 20_000 || c.records > 100 {
+			t.Fatalf("chunk %d: %d bytes, %d records; want at most 20000 and 100", i, len(c.body), c.records)
+		}
+		if len(c.body) > 19_000 {
+			full++
+		}
+		got = append(got, strings.Split(strings.TrimSuffix(string(c.body), "\n"), "\n")...)
+		want := sha256.Sum256([]byte(strings.Join(lines[:c.lastLine], "\n") + "\n"))
+		if c.id != hex.EncodeToString(want[:]) {
+			t.Fatalf("chunk %d (lines %d to %d): id is not the SHA-256 of the input up to its end", i, c.firstLine, c.lastLine)
+		}
+		if i > 0 && c.firstLine != chunks[i-1].lastLine+1 {
+			t.Fatalf("chunk %d starts at line %d after a chunk ending at %d", i, c.firstLine, chunks[i-1].lastLine)
+		}
+	}
+	if !slices.Equal(got, lines) {
+		t.Fatalf("the chunks hold %d records, want the %d lines in order, once each", len(got), len(lines))
+	}
+	if full == 0 {
+		t.Fatal("no chunk was cut by its bytes; the test does not test the byte limit")
+	}
+	for i, c := range read() {
+		if c.id != chunks[i].id {
+			t.Fatalf("chunk %d: another id on a second read", i)
+		}
+	}
+	t.Logf("%d lines in %d chunks", len(lines), len(chunks))
 }

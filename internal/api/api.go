@@ -65,7 +65,7 @@ type API struct {
 	Logger    *slog.Logger
 	// MaxQueryRows caps /query answers.
 	MaxQueryRows int
-	// Import appends backfill import chunks (nil: imports answer 503);
+	// Import appends backfill import chunks (nil: imports answer 501);
 	// ImportObserve, if set, is told of records imported (metrics).
 	Import        Importer
 	ImportObserve interface {
@@ -102,6 +102,7 @@ func (a *API) Routes() []Route {
 		{"DELETE /api/v1/integrations/{id}/secrets/{secret_id}", a.removeSecret},
 		{"POST /api/v1/query", a.query},
 		{"POST /api/v1/integrations/{id}/import", a.importChunk},
+		{"GET /api/v1/integrations/{id}/import", a.getImportLimits},
 		{"POST /api/v1/backup", a.backup},
 	}
 }

@@ -40,6 +40,58 @@ type Importer interface {
 	AppendOnceAt(ctx context.Context, integration int64, now time.Time, receivedAt []time.Time, importID string, window time.Duration, bodies [][]byte) (first uint64, duplicate bool, err error)
 }
 
+// importBounded is an Importer whose one write holds a bounded number of
+// bytes (JetStream: one NATS message, under the servers' max_payload). A
+// record takes its body's length plus overhead.
+type importBounded interface {
+	MaxAppendBytes() int
+}
+
+// ImportLimits is the answer to GET /api/v1/integrations/{id}/import: how
+// large a chunk this server takes. The CLI cuts its chunks to fit.
+type ImportLimits struct {
+	// MaxChunkBytes bounds a chunk's body (its records, one per line).
+	MaxChunkBytes int `json:"max_chunk_bytes"`
+	// MaxChunkRecords bounds a chunk's records.
+	MaxChunkRecords int `json:"max_chunk_records"`
+	// ClaimWindowSeconds is how long a chunk id stays claimed: a chunk sent
+	// again within it adds nothing.
+	ClaimWindowSeconds int64 `json:"claim_window_seconds"`
+}
+
+// importLimits returns the limits of a chunk on this server. On a bounded
+// store (a cluster) a chunk of MaxChunkRecords records of MaxChunkBytes of
+// body in all fits one write: the body counts one newline per record, a write
+// recordOverhead bytes.
+func (a *API) importLimits() ImportLimits {
+	l := ImportLimits{MaxChunkBytes: MaxImportChunkBytes, MaxChunkRecords: MaxImportChunkRecords,
+		ClaimWindowSeconds: int64(ImportWindow / time.Second)}
+	if w, ok := a.Import.(interface{ DedupeWindow() time.Duration }); ok && w.DedupeWindow() < ImportWindow {
+		l.ClaimWindowSeconds = int64(w.DedupeWindow() / time.Second)
+	}
+	if b, ok := a.Import.(importBounded); ok {
+		max := b.MaxAppendBytes()
+		l.MaxChunkRecords = min(MaxImportChunkRecords, max/(4*importRecordOverhead))
+		l.MaxChunkBytes = min(MaxImportChunkBytes, max-(importRecordOverhead-1)*l.MaxChunkRecords)
+	}
+	return l
+}
+
+// importRecordOverhead is what a record takes in a bounded store's write
+// beyond its body (state.RecordOverhead on JetStream).
+const importRecordOverhead = 28
+
+func (a *API) getImportLimits(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.integration(w, r); !ok {
+		return
+	}
+	if a.Import == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot import backfills")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.importLimits())
+}
+
 // ImportResult is the answer to one import chunk.
 type ImportResult struct {
 	// Records is how many records this request stored (0 for a duplicate).
@@ -56,10 +108,8 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.Import == nil {
-		// Not a passing state: retrying would not help (cluster mode has no
-		// import yet; import on one node before `hookhouse migrate`).
-		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot import backfills: "+
-			"imports are not built for cluster mode (--nats) yet; import on a single node, then move it with hookhouse migrate")
+		// Not a passing state: retrying would not help.
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot import backfills")
 		return
 	}
 	chunk := strings.ToLower(r.URL.Query().Get("chunk"))
@@ -120,6 +170,21 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, ImportResult{})
 		return
 	}
+	if b, ok := a.Import.(importBounded); ok {
+		size := 0
+		for _, rec := range records {
+			size += len(rec) + importRecordOverhead
+		}
+		if max := b.MaxAppendBytes(); size > max {
+			l := a.importLimits()
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf(
+				"this chunk's %d records take %d bytes in one NATS message; on this cluster a chunk may take at most %d "+
+					"(the NATS servers' max_payload less room for headers; a record takes its length plus %d): "+
+					"send chunks of at most %d bytes and %d records (hookhouse import cuts them so itself; a single record larger than that cannot be stored on this cluster); nothing of this chunk was stored",
+				len(records), size, max, importRecordOverhead, l.MaxChunkBytes, l.MaxChunkRecords))
+			return
+		}
+	}
 	first, dup, err := a.Import.AppendOnceAt(r.Context(), in.ID, now, times, "import:"+chunk, ImportWindow, records)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -127,7 +192,7 @@ func (a *API) importChunk(w http.ResponseWriter, r *http.Request) {
 		}
 		a.Logger.Warn("import chunk refused", "integration", in.ID, "records", len(records), "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "hookhouse cannot store records right now (disk full or shutting down); retry later")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "hookhouse cannot store records right now (disk full, shutting down, or the NATS cluster unreachable); retry later")
 		return
 	}
 	if dup {

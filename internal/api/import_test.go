@@ -156,3 +156,37 @@ func TestImportChunkRefusals(t *testing.T) {
 		t.Errorf("without the key: %d, want 401", resp.StatusCode)
 	}
 }
+
+// On one node the chunk limits told are the server's own (a cluster's are
+// checked in server.TestClusterImport).
+func TestImportLimits(t *testing.T) {
+	_, srv, key := newImportAPI(t)
+	get := func(path, key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, body := get("/api/v1/integrations/1/import", key)
+	var lim api.ImportLimits
+	if status != 200 || json.Unmarshal([]byte(body), &lim) != nil {
+		t.Fatalf("GET limits: %d %s", status, body)
+	}
+	if lim != (api.ImportLimits{MaxChunkBytes: api.MaxImportChunkBytes, MaxChunkRecords: api.MaxImportChunkRecords,
+		ClaimWindowSeconds: int64(api.ImportWindow / time.Second)}) {
+		t.Errorf("limits on one node: %+v", lim)
+	}
+	if status, _ := get("/api/v1/integrations/9/import", key); status != 404 {
+		t.Errorf("limits of an unknown integration: %d, want 404", status)
+	}
+	if status, _ := get("/api/v1/integrations/1/import", ""); status != 401 {
+		t.Errorf("limits without the key: %d, want 401", status)
+	}
+}

@@ -197,7 +197,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server,
 		ImportObserve: s.metrics,
 	}
 	if imp, ok := st.(api.Importer); ok {
-		s.api.Import = imp // nil (imports answer 501) where the state cannot import: JetStream, for now
+		s.api.Import = imp // Pebble and JetStream both can
 	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),

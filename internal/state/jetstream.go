@@ -31,7 +31,8 @@ import (
 //	Hh-Pos   position of its first record (a message with no records, an
 //	         anchor, has the position the next record will get)
 //	Hh-N     how many records it holds
-//	Hh-At    the latest receipt time among its records (µs)
+//	Hh-At    the latest receipt time among its records (µs); for an import
+//	         chunk (AppendOnceAt) the import's time, when its claim was made
 //	Hh-Last  the head's LastReceivedAt after it (µs): the running maximum
 //	Hh-Req   a random id of the publish, to recognise our own message when a
 //	         retry comes back as a duplicate
@@ -148,6 +149,7 @@ type jsCursor struct {
 type jsAppend struct {
 	deadline   time.Time // Options.Timeout after it was queued
 	receivedAt time.Time
+	times      []time.Time // AppendOnceAt: each record's receipt time; nil: receivedAt for all
 	bodies     [][]byte
 	size       int
 	once       *jsOnce
@@ -161,6 +163,7 @@ type jsOnce struct {
 	msgID     string
 	window    time.Duration
 	duplicate bool
+	uncounted bool // an import chunk: a duplicate is not a provider's redelivery
 }
 
 const (
@@ -533,7 +536,7 @@ func (j *JetStream) commit(integration int64, group []*jsAppend, plain *[]*jsApp
 			if r.deadline.Before(deadline) {
 				deadline = r.deadline
 			}
-			body = appendRecords(body, r.receivedAt, r.bodies)
+			body = appendRecordsAt(body, r.receivedAt, r.times, r.bodies)
 			n += len(r.bodies)
 			if r.receivedAt.After(at) {
 				at = r.receivedAt
@@ -590,7 +593,7 @@ func (j *JetStream) commitBatch(integration int64, onces []*jsAppend) bool {
 	pos, last := h.Position+1, h.LastReceivedAt
 	for i, r := range onces {
 		m := nats.NewMsg(subject)
-		m.Data = appendRecords(nil, r.receivedAt, r.bodies)
+		m.Data = appendRecordsAt(nil, r.receivedAt, r.times, r.bodies)
 		if len(r.bodies) > 0 && r.receivedAt.After(last) {
 			last = r.receivedAt
 		}
@@ -639,7 +642,7 @@ func (j *JetStream) commitBatch(integration int64, onces []*jsAppend) bool {
 // commitOnce publishes an AppendOnce's message, following the chain of claims
 // on its id until one counts or the message is stored.
 func (j *JetStream) commitOnce(integration int64, r *jsAppend) error {
-	body := appendRecords(nil, r.receivedAt, r.bodies)
+	body := appendRecordsAt(nil, r.receivedAt, r.times, r.bodies)
 	msgID := r.once.msgID
 	now := r.receivedAt.UnixMicro()
 	for range 100 {
@@ -658,7 +661,9 @@ func (j *JetStream) commitOnce(integration int64, r *jsAppend) error {
 		}
 		if now < claimedAt+claimWindow && now < claimedAt+r.once.window.Microseconds() {
 			r.once.duplicate = true
-			j.addDuplicates(integration, int64(len(r.bodies)))
+			if !r.once.uncounted {
+				j.addDuplicates(integration, int64(len(r.bodies)))
+			}
 			return nil
 		}
 		// The claim has expired for this call: claim again, under an id
@@ -860,8 +865,17 @@ func micros(t time.Time) int64 {
 
 // appendRecords encodes records: receivedAt µs(8) id(16) length(4) body.
 func appendRecords(b []byte, at time.Time, bodies [][]byte) []byte {
+	return appendRecordsAt(b, at, nil, bodies)
+}
+
+// appendRecordsAt is appendRecords with record i received at times[i], or at
+// at if times is nil.
+func appendRecordsAt(b []byte, at time.Time, times []time.Time, bodies [][]byte) []byte {
 	us := uint64(at.UnixMicro())
-	for _, body := range bodies {
+	for i, body := range bodies {
+		if times != nil {
+			us = uint64(times[i].UnixMicro())
+		}
 		var id [16]byte
 		rand.Read(id[:])
 		id[6] = id[6]&0x0f | 0x40 // a version 4 UUID, as Pebble's

@@ -69,6 +69,7 @@ func Run(t *testing.T, opts Options, newPlace func(t *testing.T) func() state.St
 		{"ControlKeys", testControlKeys},
 		{"PutIf", testPutIf},
 		{"Closed", testClosed},
+		{"Import", func(t *testing.T, open func() state.Store) { testImport(t, open, opts.Shared) }},
 	}
 	if opts.Shared {
 		tests = append(tests,
