@@ -282,7 +282,9 @@ func (l *Loader) startWorker(in control.Integration) *worker {
 	if w, ok := l.workers[in.ID]; ok {
 		w.mu.Lock()
 		changed := (w.in.DeletedAt == nil) != (in.DeletedAt == nil) || (w.in.PausedAt == nil) != (in.PausedAt == nil)
+		asked := w.requestedLocked()
 		w.in = in
+		changed = changed || (asked == nil && w.requestedLocked() != nil) // a reset asked of another node
 		w.mu.Unlock()
 		if changed {
 			w.poke() // a deleted one stops once everything accepted is loaded; a resumed one loads
