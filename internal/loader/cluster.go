@@ -98,6 +98,14 @@ func (w *worker) adoptReset(r *control.Reset) {
 	c := *r
 	w.reset = &c
 	w.resetSeenAt, w.resetSeenPos = time.Time{}, 0
+	if c.CommittedAt != nil && c.FinishedAt == nil {
+		// Newly seen committed: the warehouse is back at From-1 (or past
+		// it, which the next read of its position shows).
+		w.resetAdopted = time.Now()
+		if w.known && w.position+1 > c.From {
+			w.position = c.From - 1
+		}
+	}
 }
 
 // contend waits until this node holds w's lease and returns it, or nil when
@@ -149,13 +157,18 @@ func (l *Loader) contend(w *worker) *lease {
 // while another node loads the integration. It reports whether w's
 // integration is deleted and everything accepted is loaded.
 func (l *Loader) refresh(w *worker) (finished bool) {
-	states, err := l.storedStates()
+	states, readAt, err := l.storedStates()
 	if err != nil {
 		return false // keep the last picture; the warehouse may be back soon
 	}
 	in := w.integration()
 	st := states[w.id]
 	w.mu.Lock()
+	if readAt.Before(w.resetAdopted) {
+		// Read before a reset this node has seen committed since: the
+		// position it holds is the one before the reset.
+		st.Position = w.position
+	}
 	moved := !w.known || w.position != st.Position
 	w.position, w.known = st.Position, true
 	if st.LoadedAt.After(w.lastLoad) {
@@ -193,17 +206,19 @@ func (l *Loader) refresh(w *worker) (finished bool) {
 
 // storedStates is the warehouse's LoadState, read at most every 500 ms for
 // all the workers that wait for a lease.
-func (l *Loader) storedStates() (map[int64]warehouse.State, error) {
+// readAt is when the read began.
+func (l *Loader) storedStates() (_ map[int64]warehouse.State, readAt time.Time, _ error) {
 	l.statesMu.Lock()
 	defer l.statesMu.Unlock()
 	if time.Since(l.statesAt) < 500*time.Millisecond {
-		return l.states, l.statesErr
+		return l.states, l.statesAt, l.statesErr
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 	defer cancel()
+	at := time.Now()
 	l.states, l.statesErr = l.wh.LoadState(ctx)
-	l.statesAt = time.Now()
-	return l.states, l.statesErr
+	l.statesAt = at
+	return l.states, l.statesAt, l.statesErr
 }
 
 // waitHead waits (up to 5 s or ctx) until this node's log head of integration
@@ -251,9 +266,8 @@ func (l *Loader) leaseWho(integration int64) string {
 // AcceptPartial; reset.go) for the node that loads it, or the next one to take
 // its lease, and waits as Reset does until that node has committed it. If ctx
 // ends before a node took the request, the request is withdrawn and nothing
-// is done. w.mu is held on entry and released.
+// is done.
 func (l *Loader) requestReset(ctx context.Context, w *worker, accept bool) (ResetProgress, error) {
-	w.mu.Unlock()
 	id := w.id
 	if l.opts.Resets == nil {
 		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: nothing was reset: %w (this is node %s; %s), and this node cannot record a request for it",

@@ -145,6 +145,9 @@ type worker struct {
 	resetting    bool // handling a reset now
 	resetSeenAt  time.Time
 	resetSeenPos uint64
+	// resetAdopted is when this node, not loading, adopted a committed
+	// reset: warehouse positions read before are from before the reset.
+	resetAdopted time.Time
 	// Splitting (split.go); only the worker's goroutine uses these.
 	split split
 
