@@ -18,8 +18,9 @@ import (
 // warehouse's stored position, which the loading node advances. Trimming the
 // log (retention) and resets are done by the loading node only.
 
-// ErrNotLoader is wrapped by Reset's refusal on a node that does not load the
-// integration now: the reset must be asked of the node that does.
+// ErrNotLoader is wrapped by Reset's refusal when this node lost the
+// integration's lease while it was making the reset, or, with no control data
+// to record a request in (Options.Resets nil), on a node that does not load it.
 var ErrNotLoader = errors.New("this node does not load the integration")
 
 // work runs w: always (single node), or while this node holds w's lease.

@@ -198,7 +198,7 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 			req.done <- req.ctx.Err()
 			return false
 		}
-		req.done <- l.doReset(w, st, req.accept, time.Now().UTC(), prev, logger)
+		req.done <- l.doReset(w, st, req.accept, time.Now().UTC(), prev, false, logger)
 		return true
 	case redo && prev != nil:
 		switch {
@@ -210,10 +210,10 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 			logger.Info("redoing the reset that was not committed when the server stopped", "requested_at", prev.RequestedAt)
 		}
 		// On failure the request stays recorded (prev) and is tried again.
-		err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, prev, logger)
+		err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, prev, true, logger)
 		switch {
 		case err == nil:
-		case errors.Is(err, errResetMade):
+		case errors.Is(err, errResetMade), errors.Is(err, errResetGone):
 			logger.Info("not making the reset: " + err.Error())
 		case errors.Is(err, ErrPartial):
 			// Cannot happen unless the log was trimmed by something else.
@@ -239,8 +239,9 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 }
 
 // doReset makes one reset from st. prev is the reset to record again if this
-// one fails (the last one, for its progress), nil to clear the record.
-func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt time.Time, prev *control.Reset, logger *slog.Logger) error {
+// one fails (the last one, for its progress), nil to clear the record;
+// recorded says the reset was requested through the control data (redone).
+func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt time.Time, prev *control.Reset, recorded bool, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(w.hard, 2*time.Minute)
 	defer cancel()
 	in := w.integration()
@@ -261,7 +262,7 @@ func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt
 		return fmt.Errorf("loader: reset integration %d: the log starts at position %d but only %d are loaded: records are missing from the log", in.ID, from, st.Position)
 	}
 	r := &control.Reset{RequestedAt: requestedAt, AcceptPartial: accept, From: from, Target: head.Position}
-	if err := l.startReset(w, r); err != nil {
+	if err := l.startReset(w, r, recorded); err != nil {
 		return err
 	}
 	next := warehouse.State{Installation: l.opts.Installation, Position: from - 1}
@@ -318,15 +319,17 @@ func (l *Loader) partialError(in control.Integration, from uint64, firstAt, last
 // request.
 var (
 	errResetMade     = errors.New("another node committed this reset already; its reload goes on here")
+	errResetGone     = errors.New("the reset requested is no longer recorded: its asker withdrew it")
 	errResetReplaced = errors.New("a newer reset was requested through another node")
 )
 
 // startReset records r, the reset about to be made, unless the recorded one
 // is the same reset committed already (errResetMade; adopted: w loads on from
-// its position). When another reset waits to be made (asked of another node),
-// r is made as that one: it takes its RequestedAt, so that its asker sees it
-// made.
-func (l *Loader) startReset(w *worker, r *control.Reset) error {
+// its position), or, for a recorded request, one no longer recorded
+// (errResetGone: withdrawn by its asker, whose wait ended). When another reset
+// waits to be made (asked of another node), r is made as that one: it takes
+// its RequestedAt, so that its asker sees it made.
+func (l *Loader) startReset(w *worker, r *control.Reset, recorded bool) error {
 	if l.opts.Resets == nil {
 		return nil
 	}
@@ -336,6 +339,10 @@ func (l *Loader) startReset(w *worker, r *control.Reset) error {
 		made, r.RequestedAt = nil, mine
 		switch {
 		case cur == nil:
+			if recorded {
+				made = nil
+				return nil, errResetGone
+			}
 		case cur.RequestedAt.Equal(mine):
 			if cur.CommittedAt != nil {
 				made = cur
@@ -343,6 +350,9 @@ func (l *Loader) startReset(w *worker, r *control.Reset) error {
 			}
 		case cur.CommittedAt == nil:
 			r.RequestedAt = cur.RequestedAt
+		case recorded:
+			made = cur
+			return nil, errResetGone
 		}
 		return r, nil
 	})
@@ -352,6 +362,15 @@ func (l *Loader) startReset(w *worker, r *control.Reset) error {
 	case errors.Is(err, errResetMade):
 		w.mu.Lock()
 		w.adoptReset(made)
+		w.mu.Unlock()
+		return fmt.Errorf("loader: reset integration %d: %w", w.id, err)
+	case errors.Is(err, errResetGone):
+		w.mu.Lock()
+		if made == nil {
+			w.reset = nil
+		} else {
+			w.adoptReset(made)
+		}
 		w.mu.Unlock()
 		return fmt.Errorf("loader: reset integration %d: %w", w.id, err)
 	}
