@@ -205,7 +205,7 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 		case remote:
 			logger.Info("making the reset asked of another node", "requested_at", prev.RequestedAt, "accept_partial", prev.AcceptPartial)
 		case prev.From == 0:
-			logger.Info("making the reset asked of another node before this one loaded the integration", "requested_at", prev.RequestedAt)
+			logger.Info("making the reset requested through the control data (asked of another node)", "requested_at", prev.RequestedAt)
 		default:
 			logger.Info("redoing the reset that was not committed when the server stopped", "requested_at", prev.RequestedAt)
 		}
