@@ -25,6 +25,15 @@ type Reset struct {
 // goes on); nil clears it. A deleted integration keeps loading what it
 // accepted, so its reset is recorded too.
 func (s *Store) SetReset(intID int64, r *Reset) (*Integration, error) {
+	return s.UpdateReset(intID, func(*Reset) (*Reset, error) { return r, nil })
+}
+
+// UpdateReset records as integration intID's reset what fn returns given the
+// recorded one (nil: none; nil returned clears it). On a cluster fn sees the
+// stored value and is called again when another node changed it in between
+// (compare-and-set), so fn decides on the latest record; an error from fn is
+// returned and nothing is written.
+func (s *Store) UpdateReset(intID int64, fn func(cur *Reset) (*Reset, error)) (*Integration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.integrations[intID]; !ok {
@@ -38,6 +47,15 @@ func (s *Store) SetReset(intID int64, r *Reset) (*Integration, error) {
 		}
 		if in == nil {
 			return nil, fail(ErrNotFound, "integration %d not found", intID)
+		}
+		var was *Reset
+		if in.Reset != nil {
+			c := *in.Reset
+			was = &c
+		}
+		r, err := fn(was)
+		if err != nil {
+			return nil, err
 		}
 		in.Reset = nil
 		if r != nil {

@@ -19,8 +19,9 @@ import (
 // warehouse's stored position, which the loading node advances. Trimming the
 // log (retention) and resets are done by the loading node only.
 
-// ErrNotLoader is wrapped by Reset's refusal on a node that does not load the
-// integration now: the reset must be asked of the node that does.
+// ErrNotLoader is wrapped by Reset's refusal when this node lost the
+// integration's lease while it was making the reset, or, with no control data
+// to record a request in (Options.Resets nil), on a node that does not load it.
 var ErrNotLoader = errors.New("this node does not load the integration")
 
 // work runs w: always (single node), or while this node holds w's lease.
@@ -130,6 +131,14 @@ func (w *worker) adoptReset(r *control.Reset) {
 	c := *r
 	w.reset = &c
 	w.resetSeenAt, w.resetSeenPos = time.Time{}, 0
+	if c.CommittedAt != nil && c.FinishedAt == nil {
+		// Newly seen committed: the warehouse is back at From-1 (or past
+		// it, which the next read of its position shows).
+		w.resetAdopted = time.Now()
+		if w.known && w.position+1 > c.From {
+			w.position = c.From - 1
+		}
+	}
 }
 
 // contend waits until this node holds w's lease and returns it, or nil when
@@ -182,13 +191,18 @@ func (l *Loader) contend(w *worker, holdOff time.Duration) *lease {
 // while another node loads the integration. It reports whether w's
 // integration is deleted and everything accepted is loaded.
 func (l *Loader) refresh(w *worker) (finished bool) {
-	states, err := l.storedStates()
+	states, readAt, err := l.storedStates()
 	if err != nil {
 		return false // keep the last picture; the warehouse may be back soon
 	}
 	in := w.integration()
 	st := states[w.id]
 	w.mu.Lock()
+	if readAt.Before(w.resetAdopted) {
+		// Read before a reset this node has seen committed since: the
+		// position it holds is the one before the reset.
+		st.Position = w.position
+	}
 	moved := !w.known || w.position != st.Position
 	w.position, w.known = st.Position, true
 	if st.LoadedAt.After(w.lastLoad) {
@@ -226,17 +240,19 @@ func (l *Loader) refresh(w *worker) (finished bool) {
 
 // storedStates is the warehouse's LoadState, read at most every 500 ms for
 // all the workers that wait for a lease.
-func (l *Loader) storedStates() (map[int64]warehouse.State, error) {
+// readAt is when the read began.
+func (l *Loader) storedStates() (_ map[int64]warehouse.State, readAt time.Time, _ error) {
 	l.statesMu.Lock()
 	defer l.statesMu.Unlock()
 	if time.Since(l.statesAt) < 500*time.Millisecond {
-		return l.states, l.statesErr
+		return l.states, l.statesAt, l.statesErr
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 	defer cancel()
+	at := time.Now()
 	l.states, l.statesErr = l.wh.LoadState(ctx)
-	l.statesAt = time.Now()
-	return l.states, l.statesErr
+	l.statesAt = at
+	return l.states, l.statesAt, l.statesErr
 }
 
 // waitHead waits (up to 5 s or ctx) until this node's log head of integration
@@ -271,13 +287,118 @@ func (l *Loader) LeaseHolder(integration int64) (node string, ok bool) {
 	return l.opts.Leases.holder(integration)
 }
 
-// notLoader is Reset's refusal on a node that does not hold the lease.
-func (l *Loader) notLoader(integration int64) error {
-	who := "no node holds its loader lease at the moment (a node is taking over)"
+// leaseWho says which node loads integration, as this node knows it.
+func (l *Loader) leaseWho(integration int64) string {
 	if node, ok := l.LeaseHolder(integration); ok {
-		who = "node " + node + " loads it"
+		return "node " + node + " loads it"
 	}
-	return fmt.Errorf("loader: reset integration %d: nothing was reset: %w (this is node %s; %s). "+
-		"A reset is made by the node that loads the integration: ask that node directly, or retry (behind a load balancer a retry may reach it)",
-		integration, ErrNotLoader, l.opts.Leases.Node(), who)
+	return "no node holds its loader lease at the moment (a node is taking over)"
+}
+
+// requestReset is Reset on a node that does not load the integration: it
+// records the request in the control data (a Reset with only RequestedAt and
+// AcceptPartial; reset.go) for the node that loads it, or the next one to take
+// its lease, and waits as Reset does until that node has committed it. If ctx
+// ends before a node took the request, the request is withdrawn and nothing
+// is done.
+func (l *Loader) requestReset(ctx context.Context, w *worker, accept bool) (ResetProgress, error) {
+	id := w.id
+	if l.opts.Resets == nil {
+		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: nothing was reset: %w (this is node %s; %s), and this node cannot record a request for it",
+			id, ErrNotLoader, l.opts.Leases.Node(), l.leaseWho(id))
+	}
+	// Refuse a partial reload here, as the loading node would (the log is the
+	// cluster's): a request it would refuse is not recorded.
+	if !accept {
+		recs, err := l.log.Read(ctx, id, 0, 1, 1)
+		if err != nil {
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: read the log: %w; nothing was reset", id, err)
+		}
+		if len(recs) == 1 && recs[0].Position > 1 {
+			return ResetProgress{}, l.partialError(w.integration(), recs[0].Position, recs[0].ReceivedAt, l.log.Head(id).LastReceivedAt)
+		}
+	}
+	var (
+		prev *control.Reset
+		at   time.Time
+	)
+	_, err := l.opts.Resets.UpdateReset(id, func(cur *control.Reset) (*control.Reset, error) {
+		if cur != nil && cur.CommittedAt == nil {
+			return nil, ErrResetBusy
+		}
+		prev, at = cur, time.Now().UTC()
+		if cur != nil && !at.After(cur.RequestedAt) {
+			at = cur.RequestedAt.Add(time.Microsecond) // newer than the last, whatever the clocks say
+		}
+		return &control.Reset{RequestedAt: at, AcceptPartial: accept}, nil
+	})
+	if errors.Is(err, ErrResetBusy) {
+		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: %w (requested through a node and not yet committed)", id, ErrResetBusy)
+	}
+	if err != nil {
+		return ResetProgress{}, fmt.Errorf("loader: reset integration %d: record the request: %w; nothing was reset", id, err)
+	}
+	l.logger.Info("reset requested; the node that loads the integration makes it", "integration", id, "requested_at", at, "loader", l.leaseWho(id))
+	w.poke() // this node may take the lease meanwhile: its worker then makes it
+
+	// recorded is the request's record in this node's control cache (the
+	// watch brings the loading node's writes): ok false once it is gone.
+	recorded := func() (r control.Reset, ok bool) {
+		for _, in := range l.ctl.AllIntegrations() {
+			if in.ID == id && in.Reset != nil && in.Reset.RequestedAt.Equal(at) {
+				return *in.Reset, true
+			}
+		}
+		return control.Reset{}, false
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var taken time.Time // when this node saw a node take it (From set)
+	for {
+		r, ok := recorded()
+		switch {
+		case !ok:
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: the loading node did not make the reset asked at %s and withdrew it "+
+				"(see that node's log: retention may have trimmed the log's head meanwhile, or a newer reset replaced it)", id, at.Format(time.RFC3339Nano))
+		case r.CommittedAt != nil:
+			w.mu.Lock()
+			w.adoptReset(&r)
+			w.changed()
+			w.mu.Unlock()
+			return l.resetProgress(w), nil
+		case r.From != 0 && taken.IsZero():
+			taken = time.Now()
+		}
+		select {
+		case <-t.C:
+			continue
+		case <-w.done:
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: this node's loader stopped; the reset asked stays recorded and the node that loads the integration makes it: see integrations show", id)
+		case <-ctx.Done():
+		}
+		if !taken.IsZero() && time.Since(taken) < 3*time.Minute {
+			// Being made (bounded by the maker's own 2-minute deadline):
+			// wait for its outcome without ctx, polling the record.
+			<-t.C
+			continue
+		}
+		// Withdraw it unless a node has taken it since.
+		_, err := l.opts.Resets.UpdateReset(id, func(cur *control.Reset) (*control.Reset, error) {
+			if cur == nil || !cur.RequestedAt.Equal(at) || cur.From != 0 || cur.CommittedAt != nil {
+				return nil, errResetMade
+			}
+			return prev, nil
+		})
+		switch {
+		case err == nil:
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: nothing was reset, no node made the reset in time (this is node %s; %s): %w",
+				id, l.opts.Leases.Node(), l.leaseWho(id), ctx.Err())
+		case errors.Is(err, errResetMade):
+			if taken.IsZero() {
+				taken = time.Now() // taken in between: wait for it as above
+			}
+		default:
+			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: no node made the reset in time and withdrawing the request failed (%w); it may still be made: see integrations show", id, err)
+		}
+	}
 }

@@ -536,7 +536,9 @@ func TestClusterRetentionResetRelease(t *testing.T) {
 		t.Fatalf("%d rows, want 65", n)
 	}
 
-	// A reset goes to the loading node; the other refuses it, naming that node.
+	// A reset is made by the loading node. Without control data to carry the
+	// request (Options.Resets nil here; see internal/server TestClusterReset)
+	// the other refuses it, naming that node.
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err = other.l.Reset(rctx, 1, true)

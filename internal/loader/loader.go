@@ -154,6 +154,9 @@ type worker struct {
 	resetting    bool // handling a reset now
 	resetSeenAt  time.Time
 	resetSeenPos uint64
+	// resetAdopted is when this node, not loading, adopted a committed
+	// reset: warehouse positions read before are from before the reset.
+	resetAdopted time.Time
 	// Splitting (split.go); only the worker's goroutine uses these.
 	split split
 
@@ -293,7 +296,9 @@ func (l *Loader) startWorker(in control.Integration) *worker {
 	if w, ok := l.workers[in.ID]; ok {
 		w.mu.Lock()
 		changed := (w.in.DeletedAt == nil) != (in.DeletedAt == nil) || (w.in.PausedAt == nil) != (in.PausedAt == nil)
+		asked := w.requestedLocked()
 		w.in = in
+		changed = changed || (asked == nil && w.requestedLocked() != nil) // a reset asked of another node
 		w.mu.Unlock()
 		if changed {
 			w.poke() // a deleted one stops once everything accepted is loaded; a resumed one loads

@@ -32,10 +32,24 @@ import (
 // because the sequence starts again from the same state, the same
 // _sdc_sequence.
 
-// Resets records resets so that they survive a restart (control.Store).
+// Resets records resets so that they survive a restart (control.Store), and
+// on a cluster carries a reset asked of any node to the one that loads the
+// integration. UpdateReset records what fn returns given the recorded reset,
+// calling fn again when another node changed it in between.
 type Resets interface {
-	SetReset(intID int64, r *control.Reset) (*control.Integration, error)
+	UpdateReset(intID int64, fn func(cur *control.Reset) (*control.Reset, error)) (*control.Integration, error)
 }
+
+// On a cluster (cluster.go) a reset asked of a node that does not load the
+// integration is recorded as a request: a Reset with only RequestedAt (and
+// AcceptPartial) set. The loading node's worker sees it in its copy of the
+// integration (the control watch keeps it current) between two batches, or
+// when it takes the lease, and makes it as a reset left uncommitted by a
+// stopped node: steps 2 and 3 above. Every write of the record is a
+// compare-and-set on the record read just before, so a request is never
+// overwritten by the loading node's progress of an older reset, and a reset
+// already committed (by a node that lost the lease meanwhile) is adopted,
+// never made twice; the warehouse's fenced Reset covers two nodes at once.
 
 // ErrPartial is wrapped by Reset's refusal when retention has trimmed the log's
 // first records of the integration and the caller did not accept a partial reload.
@@ -74,8 +88,8 @@ type resetRequest struct {
 // acceptPartial false it refuses, wrapping ErrPartial, when the log no longer
 // holds the integration's first record. It waits for the batch in flight to
 // commit; if ctx ends before the worker takes the request, nothing is done.
-// On a cluster only the node that loads the integration resets it; another
-// refuses with an error wrapping ErrNotLoader that names the loading node.
+// On a cluster a node that does not load the integration records the request
+// for the node that does and waits in the same way (requestReset).
 func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial bool) (ResetProgress, error) {
 	var w *worker
 	for _, in := range l.ctl.AllIntegrations() {
@@ -90,7 +104,7 @@ func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial boo
 	w.mu.Lock()
 	if l.opts.Leases != nil && w.holding == nil {
 		w.mu.Unlock()
-		return ResetProgress{}, l.notLoader(integration)
+		return l.requestReset(ctx, w, acceptPartial)
 	}
 	if w.resetReq != nil {
 		w.mu.Unlock()
@@ -155,6 +169,14 @@ func (l *Loader) Reset(ctx context.Context, integration int64, acceptPartial boo
 // reports whether it tried one: the worker then re-reads state and tables.
 func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger) bool {
 	w.mu.Lock()
+	remote := false
+	if w.resetReq == nil && !w.redo && w.holding != nil {
+		if r := w.requestedLocked(); r != nil {
+			// Asked of another node: made as one left uncommitted.
+			w.adoptReset(r)
+			w.redo, remote = true, true
+		}
+	}
 	req, redo := w.resetReq, w.redo
 	w.resetReq, w.redo = nil, false
 	prev := w.reset
@@ -176,18 +198,27 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 			req.done <- req.ctx.Err()
 			return false
 		}
-		req.done <- l.doReset(w, st, req.accept, time.Now().UTC(), prev, logger)
+		req.done <- l.doReset(w, st, req.accept, time.Now().UTC(), prev, false, logger)
 		return true
 	case redo && prev != nil:
-		logger.Info("redoing the reset that was not committed when the server stopped", "requested_at", prev.RequestedAt)
+		switch {
+		case remote:
+			logger.Info("making the reset asked of another node", "requested_at", prev.RequestedAt, "accept_partial", prev.AcceptPartial)
+		case prev.From == 0:
+			logger.Info("making the reset requested through the control data (asked of another node)", "requested_at", prev.RequestedAt)
+		default:
+			logger.Info("redoing the reset that was not committed when the server stopped", "requested_at", prev.RequestedAt)
+		}
 		// On failure the request stays recorded (prev) and is tried again.
-		err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, prev, logger)
+		err := l.doReset(w, st, prev.AcceptPartial, prev.RequestedAt, prev, true, logger)
 		switch {
 		case err == nil:
+		case errors.Is(err, errResetMade), errors.Is(err, errResetGone):
+			logger.Info("not making the reset: " + err.Error())
 		case errors.Is(err, ErrPartial):
 			// Cannot happen unless the log was trimmed by something else.
 			logger.Error("the reset requested before the restart is refused now; the tables are unchanged", "err", err)
-			if rerr := l.recordReset(w.id, nil); rerr != nil {
+			if rerr := l.recordReset(w.id, nil, prev.RequestedAt); rerr != nil {
 				logger.Warn("cannot clear the refused reset", "err", rerr)
 			}
 			w.mu.Lock()
@@ -208,8 +239,9 @@ func (l *Loader) handleReset(w *worker, st warehouse.State, logger *slog.Logger)
 }
 
 // doReset makes one reset from st. prev is the reset to record again if this
-// one fails (the last one, for its progress), nil to clear the record.
-func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt time.Time, prev *control.Reset, logger *slog.Logger) error {
+// one fails (the last one, for its progress), nil to clear the record;
+// recorded says the reset was requested through the control data (redone).
+func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt time.Time, prev *control.Reset, recorded bool, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(w.hard, 2*time.Minute)
 	defer cancel()
 	in := w.integration()
@@ -230,12 +262,12 @@ func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt
 		return fmt.Errorf("loader: reset integration %d: the log starts at position %d but only %d are loaded: records are missing from the log", in.ID, from, st.Position)
 	}
 	r := &control.Reset{RequestedAt: requestedAt, AcceptPartial: accept, From: from, Target: head.Position}
-	if err := l.recordReset(in.ID, r); err != nil {
-		return fmt.Errorf("loader: reset integration %d: record the request: %w; nothing was reset", in.ID, err)
+	if err := l.startReset(w, r, recorded); err != nil {
+		return err
 	}
 	next := warehouse.State{Installation: l.opts.Installation, Position: from - 1}
 	if err := l.wh.Reset(ctx, in.ID, in.Schema, st, next); err != nil {
-		if rerr := l.recordReset(in.ID, prev); rerr != nil {
+		if rerr := l.recordReset(in.ID, prev, r.RequestedAt); rerr != nil {
 			logger.Warn("cannot clear the record of the failed reset; the next start redoes it", "err", rerr)
 		}
 		return fmt.Errorf("loader: reset integration %d: %w", in.ID, err)
@@ -246,7 +278,7 @@ func (l *Loader) doReset(w *worker, st warehouse.State, accept bool, requestedAt
 	if from > r.Target {
 		r.FinishedAt = &now // nothing to reload
 	}
-	if err := l.recordReset(in.ID, r); err != nil {
+	if err := l.recordReset(in.ID, r, r.RequestedAt); err != nil {
 		// Committed anyway; a restart before this is recorded redoes the reset.
 		logger.Warn("the reset is committed but recording that failed; a restart would redo it", "err", err)
 	}
@@ -282,12 +314,85 @@ func (l *Loader) partialError(in control.Integration, from uint64, firstAt, last
 		in.ID, in.Schema, ErrPartial, what, retention, from)
 }
 
-// recordReset stores r as integration's reset, if the loader has somewhere to.
-func (l *Loader) recordReset(integration int64, r *control.Reset) error {
+// errResetMade is startReset's refusal to make a reset that another node
+// committed already; errResetReplaced recordReset's to overwrite a newer
+// request.
+var (
+	errResetMade     = errors.New("another node committed this reset already; its reload goes on here")
+	errResetGone     = errors.New("the reset requested is no longer recorded: its asker withdrew it")
+	errResetReplaced = errors.New("a newer reset was requested through another node")
+)
+
+// startReset records r, the reset about to be made, unless the recorded one
+// is the same reset committed already (errResetMade; adopted: w loads on from
+// its position), or, for a recorded request, one no longer recorded
+// (errResetGone: withdrawn by its asker, whose wait ended). When another reset
+// waits to be made (asked of another node), r is made as that one: it takes
+// its RequestedAt, so that its asker sees it made.
+func (l *Loader) startReset(w *worker, r *control.Reset, recorded bool) error {
 	if l.opts.Resets == nil {
 		return nil
 	}
-	_, err := l.opts.Resets.SetReset(integration, r)
+	var made *control.Reset
+	mine := r.RequestedAt
+	_, err := l.opts.Resets.UpdateReset(w.id, func(cur *control.Reset) (*control.Reset, error) {
+		made, r.RequestedAt = nil, mine
+		switch {
+		case cur == nil:
+			if recorded {
+				made = nil
+				return nil, errResetGone
+			}
+		case cur.RequestedAt.Equal(mine):
+			if cur.CommittedAt != nil {
+				made = cur
+				return nil, errResetMade
+			}
+		case cur.CommittedAt == nil:
+			r.RequestedAt = cur.RequestedAt
+		case recorded:
+			made = cur
+			return nil, errResetGone
+		}
+		return r, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errResetMade):
+		w.mu.Lock()
+		w.adoptReset(made)
+		w.mu.Unlock()
+		return fmt.Errorf("loader: reset integration %d: %w", w.id, err)
+	case errors.Is(err, errResetGone):
+		w.mu.Lock()
+		if made == nil {
+			w.reset = nil
+		} else {
+			w.adoptReset(made)
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("loader: reset integration %d: %w", w.id, err)
+	}
+	return fmt.Errorf("loader: reset integration %d: record the request: %w; nothing was reset", w.id, err)
+}
+
+// recordReset stores r as integration's reset, if the loader has somewhere
+// to, unless the recorded one is another reset still waiting to be made
+// (requested through another node after the one of mine, its RequestedAt).
+func (l *Loader) recordReset(integration int64, r *control.Reset, mine time.Time) error {
+	if l.opts.Resets == nil {
+		return nil
+	}
+	_, err := l.opts.Resets.UpdateReset(integration, func(cur *control.Reset) (*control.Reset, error) {
+		if cur != nil && cur.CommittedAt == nil && !cur.RequestedAt.Equal(mine) {
+			return nil, errResetReplaced
+		}
+		return r, nil
+	})
+	if errors.Is(err, errResetReplaced) {
+		return nil // that one is made next; it says what happened
+	}
 	return err
 }
 
@@ -305,7 +410,7 @@ func (l *Loader) resetLoaded(w *worker, pos uint64, logger *slog.Logger) {
 	w.reset = &done
 	w.mu.Unlock()
 	logger.Info("reset finished: the log is reloaded", "records", int64(done.Target)-int64(done.From)+1, "took", now.Sub(*done.CommittedAt).Round(time.Millisecond))
-	if err := l.recordReset(w.id, &done); err != nil {
+	if err := l.recordReset(w.id, &done, done.RequestedAt); err != nil {
 		logger.Warn("cannot record that the reset finished", "err", err)
 	}
 }
@@ -356,5 +461,19 @@ func (w *worker) resetProgressLocked(now time.Time) ResetProgress {
 func (w *worker) resetAsked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.resetReq != nil
+	return w.resetReq != nil || (w.holding != nil && w.requestedLocked() != nil)
+}
+
+// requestedLocked is the reset recorded in w's copy of the integration when
+// it waits to be made and is newer than w's own (asked of another node), nil
+// otherwise. w.mu must be held.
+func (w *worker) requestedLocked() *control.Reset {
+	r := w.in.Reset
+	if r == nil || r.CommittedAt != nil {
+		return nil
+	}
+	if w.reset != nil && !r.RequestedAt.After(w.reset.RequestedAt) {
+		return nil // w's own, or one it has made since (the copy lags)
+	}
+	return r
 }
