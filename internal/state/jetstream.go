@@ -774,7 +774,13 @@ func (j *JetStream) publish(deadline time.Time, integration int64, body []byte, 
 					strings.Contains(apiErr.Description, "resource limits exceeded") || strings.Contains(apiErr.Description, "insufficient resources"):
 					return 0, nil, fmt.Errorf("%w: the stream %s is full (%s)", ErrNoSpace, j.opts.Name, apiErr.Description)
 				}
-			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			}
+			// Any other error leaves the outcome open, an API error too: a
+			// server may answer "JetStream system temporarily unavailable"
+			// (10008) for a publish its stream leader has proposed and
+			// later stores (seen once right after a partition healed). So
+			// the next try first looks whether this one was stored.
+			if !errors.Is(err, jetstream.ErrMsgNotFound) {
 				uncertain = append(uncertain, h.seq)
 			}
 		}
