@@ -87,6 +87,11 @@ func waitAccepted(t *testing.T, nodes []*hhNode, hook string, sample []byte, pre
 // within 15 s of the lease holder's death (measured and logged).
 func TestClusterNodeLoss(t *testing.T) {
 	cl := startHHCluster(t, clusterOptions{})
+	defer func() {
+		if t.Failed() {
+			t.Logf("the nodes' logs, last lines:\n%s", survivorLogs(cl, nil))
+		}
+	}()
 	ctx := context.Background()
 	const schema = "cluster_loss"
 	id, u := cl.Vero(t, schema)

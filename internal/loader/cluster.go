@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookhouse/hookhouse/internal/control"
+	"github.com/hookhouse/hookhouse/internal/state"
 	"github.com/hookhouse/hookhouse/internal/warehouse"
 )
 
@@ -260,6 +261,7 @@ func (l *Loader) storedStates() (_ map[int64]warehouse.State, readAt time.Time, 
 func (l *Loader) waitHead(ctx context.Context, integration int64, pos uint64) {
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
+	l.refreshHead(ctx, integration)
 	for {
 		changed := l.log.Changed()
 		if l.log.Head(integration).Position >= pos {
@@ -400,5 +402,39 @@ func (l *Loader) requestReset(ctx context.Context, w *worker, accept bool) (Rese
 		default:
 			return ResetProgress{}, fmt.Errorf("loader: reset integration %d: no node made the reset in time and withdrawing the request failed (%w); it may still be made: see integrations show", id, err)
 		}
+	}
+}
+
+// headRefresher is a log whose Head learns of other nodes' appends through a
+// follower that may fall behind for a while (state.JetStream): RefreshHead
+// asks the log itself.
+type headRefresher interface {
+	RefreshHead(ctx context.Context, integration int64) (state.Head, error)
+}
+
+// refreshEvery is how often a worker with nothing to load asks the log for
+// its head on a cluster, in case this node's follower of the log lags.
+const refreshEvery = 2 * time.Second
+
+// refreshTick returns a channel that fires after refreshEvery on a cluster
+// whose log can be asked (nil, never firing, otherwise).
+func (l *Loader) refreshTick() <-chan time.Time {
+	if _, ok := l.log.(headRefresher); !ok || l.opts.Leases == nil {
+		return nil
+	}
+	return time.After(refreshEvery)
+}
+
+// refreshHead asks a cluster's log for integration's head (see headRefresher);
+// a failure only means the next look comes later.
+func (l *Loader) refreshHead(ctx context.Context, integration int64) {
+	r, ok := l.log.(headRefresher)
+	if !ok || l.opts.Leases == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := r.RefreshHead(ctx, integration); err != nil {
+		l.logger.Debug("could not ask the log for its head", "integration", integration, "err", err)
 	}
 }

@@ -468,6 +468,8 @@ func (l *Loader) run(w *worker) {
 					case <-changed:
 					case <-w.wake:
 					case <-w.soft.Done():
+					case <-l.refreshTick():
+						l.refreshHead(w.soft, w.id)
 					}
 				}
 				continue

@@ -915,6 +915,32 @@ func decodeRecords(integration int64, first uint64, n int, data []byte) ([]Recor
 	return out, nil
 }
 
+// RefreshHead asks the stream for integration's last message and moves this
+// node's head to it if it is later. Head follows other nodes' appends through
+// the tracker, which can fall behind for a while (its consumer is re-created
+// after the server it lived on was lost); a loader waiting for records asks
+// this way now and then, so that such a gap never stops loading.
+func (j *JetStream) RefreshHead(ctx context.Context, integration int64) (Head, error) {
+	if err := j.enter(); err != nil {
+		return Head{}, err
+	}
+	defer j.leave()
+	m, err := j.stream.GetLastMsgForSubject(ctx, j.subjectOf(integration))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return Head{}, j.unavailable(err)
+	default:
+		h, ok := parseHead(m.Header)
+		if !ok {
+			return Head{}, fmt.Errorf("state: message %d of integration %d has no valid position headers", m.Sequence, integration)
+		}
+		h.seq = m.Sequence
+		j.advance(integration, h)
+	}
+	return j.Head(integration), nil
+}
+
 // Head returns integration's head as this node knows it.
 func (j *JetStream) Head(integration int64) Head {
 	j.mu.Lock()
