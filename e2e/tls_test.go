@@ -314,9 +314,10 @@ func TestTLSCertFiles(t *testing.T) {
 		s := leafSerial(t, addr, name, ca.pool)
 		return s == "102", "serial " + s
 	})
-	if !strings.Contains(proc.Stderr.String(), "reloaded the TLS certificate") {
-		t.Errorf("no reload line in the log:\n%s", proc.Stderr.String())
-	}
+	// The line may follow the swap by a moment.
+	waitFor(t, 10*time.Second, "the reload line in the log", func() (bool, string) {
+		return strings.Contains(proc.Stderr.String(), "reloaded the TLS certificate"), "log:\n" + proc.Stderr.String()
+	})
 	// A broken pair (new certificate, old key) is refused: 102 stays, the log says why.
 	c3, _ := ca.issue(t, name, 103)
 	writeFiles(t, map[string][]byte{certFile: c3})

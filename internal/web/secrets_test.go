@@ -127,7 +127,7 @@ func TestAddVerifiedIntegration(t *testing.T) {
 		t.Fatalf("created %+v", in)
 	}
 	list, _ := e.ctl.Secrets(in.ID)
-	if len(list) != 1 || !strings.HasSuffix(secret, list[0].Hint) || !strings.Contains(reveal, "****"+list[0].Hint) {
+	if len(list) != 1 || !strings.HasSuffix(secret, list[0].Hint) || !strings.Contains(html.UnescapeString(reveal), "****"+list[0].Hint) {
 		t.Fatalf("secrets %+v for revealed …%s", list, secret[len(secret)-4:])
 	}
 	ipath := "/integrations/" + itoa(in.ID)
