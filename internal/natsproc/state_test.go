@@ -54,6 +54,12 @@ func checkLog(t *testing.T, s state.Store, integration int64, acked map[string]b
 	after := uint64(0)
 	for {
 		recs, err := s.Read(ctx, integration, after, 1000, 1<<30)
+		if err != nil && ctx.Err() == nil {
+			// Right after a heal the stream may answer "temporarily
+			// unavailable" for a moment: read again.
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
