@@ -196,6 +196,7 @@ func benchmarkLoader(b *testing.B, log *state.Pebble, wh warehouse.Warehouse, to
 	in := control.Integration{ID: 1, Name: "Bench", Type: "vero", Schema: "bench"}
 	l := New(log, wh, fixedIntegrations{in}, Options{Installation: "bench"}, quiet)
 	w := newWorker(in)
+	w.soft, w.hard = l.ctx, l.hard // as startWorker sets them on a single node
 	st, fl, err := l.prepare(w)
 	if err != nil {
 		b.Fatal(err)
