@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 RACE_PKGS := ./internal/ingest/ ./internal/control/ ./internal/state/ ./internal/config/ ./internal/api/ ./client/ ./cmd/hookhouse/ ./internal/verify/ ./internal/secretbox/ ./internal/history/
 FUZZTIME ?= 10s
 
-.PHONY: build nats-server cluster-demo run test fuzz-short fuzz-long bench soak screenshots lint deps clean
+.PHONY: build nats-server cluster-demo run test fuzz-short fuzz-long bench bench-smoke soak screenshots lint deps clean
 
 # DuckDB's cgo bindings take about 2 minutes on 2 cores to compile, with no
 # output; say so before a build that has to compile them (the first one, or after
@@ -48,6 +48,15 @@ test: deps build nats-server
 	$(GO) test -count=1 -timeout 40m ./...
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 	$(MAKE) fuzz-short
+	$(MAKE) bench-smoke
+
+# make bench's Go benchmarks, each run once, so that none breaks unnoticed
+# (BenchmarkLoaderVero once panicked for weeks); about 40 s.
+bench-smoke:
+	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x $(BENCH_PKGS)
+	$(GO) test -count=1 -run='^$$' -bench=BenchmarkImport -benchtime=1x ./cmd/hookhouse/
+
+BENCH_PKGS = ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/ ./internal/verify/ ./internal/history/ ./internal/server/
 
 fuzz-short:
 	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./internal/ingest/
@@ -68,7 +77,7 @@ screenshots: deps
 	HOOKHOUSE_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run 'TestDashboardInBrowser' ./e2e/
 
 bench: deps build nats-server
-	$(GO) test -run='^$$' -bench=. -benchtime=2s ./internal/ingest/ ./internal/loader/ ./internal/warehouse/... ./internal/state/ ./internal/verify/ ./internal/history/
+	$(GO) test -run='^$$' -bench=. -benchtime=2s $(BENCH_PKGS)
 	$(GO) test -run='^$$' -bench=BenchmarkImport -benchtime=1x ./cmd/hookhouse/
 	$(GO) run ./cmd/bench -bin bin/hookhouse
 	$(GO) run ./cmd/bench -cluster
