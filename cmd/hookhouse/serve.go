@@ -22,9 +22,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	// The log's fsync loop needs a second P: with GOMAXPROCS=1 ack latency explodes.
-	if runtime.GOMAXPROCS(0) < 2 {
-		runtime.GOMAXPROCS(2)
+	if n := serveProcs(runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS") != ""); n != runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(n)
 	}
 	// The Go heap's share of --memory-limit (config.Budget) is its soft limit:
 	// big bodies are short-lived garbage, and the limit makes the GC return it
@@ -49,6 +48,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.AdminKey = ""
 	}
 	return srv.Serve(ctx)
+}
+
+// spareProcs is how many Ps serve adds to Go's default GOMAXPROCS (the CPUs it
+// may use). Two goroutines spend long stretches outside Go: the loader in
+// DuckDB's C code (a COMMIT or an Appender flush takes milliseconds) and the
+// log's fsync. Each holds its P until the runtime's monitor takes it back,
+// 20 µs to 10 ms later, while requests wait behind it; and each needs a free P
+// the moment it returns, or it waits in the global run queue with the log's
+// commit stalled behind it. Two spare Ps cover both. Measured with wrk -t2 -c64
+// on 2 cores (docs/performance.md, "fourth pass"): 0.38–0.40 of the trivial
+// handler against 0.31–0.36 with GOMAXPROCS at the default.
+const spareProcs = 2
+
+// serveProcs is the GOMAXPROCS serve runs with, given Go's default (which
+// follows the CPU affinity and a container's CPU limit) and whether the
+// GOMAXPROCS environment variable set it: an explicit setting is kept, except
+// that serve needs at least 2 (the log's fsync loop and the requests).
+func serveProcs(def int, fromEnv bool) int {
+	if fromEnv {
+		return max(def, 2)
+	}
+	return def + spareProcs
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

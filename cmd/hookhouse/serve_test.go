@@ -19,3 +19,22 @@ func TestServeRefusesDuckDBInClusterMode(t *testing.T) {
 		t.Fatalf("stderr %q does not say DuckDB is refused and PostgreSQL is needed", msg)
 	}
 }
+
+func TestServeProcs(t *testing.T) {
+	for _, c := range []struct {
+		def     int
+		fromEnv bool
+		want    int
+	}{
+		{def: 1, want: 3},
+		{def: 2, want: 4},
+		{def: 8, want: 10},
+		{def: 1, fromEnv: true, want: 2}, // the fsync loop needs a second P
+		{def: 2, fromEnv: true, want: 2},
+		{def: 6, fromEnv: true, want: 6},
+	} {
+		if got := serveProcs(c.def, c.fromEnv); got != c.want {
+			t.Errorf("serveProcs(%d, %v) = %d, want %d", c.def, c.fromEnv, got, c.want)
+		}
+	}
+}
