@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -292,16 +293,35 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-// serveFloorChild is the trivial handler as a process of its own (bench -floor-server):
-// it prints its address and serves until stdin closes or a signal comes. Next to the
-// in-process floor it shows what two processes sharing the cores cost by themselves.
-func serveFloorChild(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
-	f, err := startFloor()
-	if err != nil {
-		return err
+// serveFloorChild is a floor as a process of its own (bench -floor-server): the
+// trivial handler, or a durable floor (durable.go) keeping its files in dir. It
+// prints its address and serves until stdin closes or a signal comes. Next to the
+// in-process floor the trivial one shows what two processes sharing the cores
+// cost by themselves.
+func serveFloorChild(ctx context.Context, mode, dir string, stdin io.Reader, stdout io.Writer) error {
+	var addr net.Addr
+	switch mode {
+	case floorTrivial:
+		f, err := startFloor()
+		if err != nil {
+			return err
+		}
+		defer f.close()
+		addr = f.ln.Addr()
+	case floorDurable, floorLoading, floorRows:
+		if dir == "" {
+			return errors.New("-floor-mode " + mode + " needs -floor-dir")
+		}
+		f, err := startDurableFloor(dir, mode)
+		if err != nil {
+			return err
+		}
+		defer f.close()
+		addr = f.ln.Addr()
+	default:
+		return fmt.Errorf("-floor-mode %q: want %s, %s, %s or %s", mode, floorTrivial, floorDurable, floorLoading, floorRows)
 	}
-	defer f.close()
-	fmt.Fprintln(stdout, f.ln.Addr().String())
+	fmt.Fprintln(stdout, addr.String())
 	eof := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, stdin)
@@ -321,12 +341,21 @@ type floorProcess struct {
 	addr  string
 }
 
-func startFloorProcess() (*floorProcess, error) {
+// startFloorProcess starts a floor child. The durable floors run with Go's
+// default GOMAXPROCS + 2 from 2 CPUs up, as hookhouse serve does (spareProcs
+// in cmd/hookhouse): it measured best for a durable ack there; the trivial
+// handler keeps the default, which is best for it.
+func startFloorProcess(mode, dir string) (*floorProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-floor-server")
+	cmd := exec.Command(self, "-floor-server", "-floor-mode", mode, "-floor-dir", dir)
+	if mode != floorTrivial && os.Getenv("GOMAXPROCS") == "" {
+		if n := runtime.GOMAXPROCS(0); n >= 2 {
+			cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(n+2))
+		}
+	}
 	dieWithParent(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

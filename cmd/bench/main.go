@@ -59,8 +59,9 @@ type options struct {
 
 	clusterQuick bool
 
-	goClient   bool
-	fresh      bool
+	goClient      bool
+	fresh         bool
+	durableFloors bool
 	wrk        string
 	wrkThreads int
 }
@@ -72,6 +73,9 @@ type floorResults struct {
 
 	wrk    wrkResult // the separate process, driven by wrk
 	wrkErr error     // also: wrk missing
+
+	// The durable floors (durable.go), driven by wrk.
+	durables []durableRun
 }
 
 func main() {
@@ -92,14 +96,17 @@ func main() {
 	flag.BoolVar(&o.fresh, "freshness", true, "run the freshness measurement")
 	flag.StringVar(&o.wrk, "wrk", "", "wrk binary (default: wrk from PATH, installed with apt-get when missing and running as root)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (-t); its connections (-c) are -conns")
-	floorServer := flag.Bool("floor-server", false, "internal: serve the trivial handler as a separate process")
+	floorServer := flag.Bool("floor-server", false, "internal: serve a floor (-floor-mode) as a separate process")
+	floorMode := flag.String("floor-mode", floorTrivial, "internal: with -floor-server, which floor: trivial, durable or durable-duckdb")
+	floorDir := flag.String("floor-dir", "", "internal: with -floor-server, the durable floors' directory")
+	flag.BoolVar(&o.durableFloors, "durable-floors", true, "with wrk, also measure the durable floors (durable.go): the trivial handler plus a group-committed write + fdatasync to a plain file; then also loading into DuckDB raw bodies, and Vero-shaped rows")
 	flag.BoolVar(&o.clusterQuick, "cluster-quick", false, "with -cluster: only the sync_interval: always publisher and the hookhouse runs (no state Append runs, no second cluster)")
 	cluster := flag.Bool("cluster", false, "run only the cluster benchmark (cluster.go): 3 nats-server processes with sync_interval: always, a bare JetStream publisher and the JetStream state's Append")
 	flag.Parse()
 	if *floorServer {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := serveFloorChild(ctx, os.Stdin, os.Stdout); err != nil {
+		if err := serveFloorChild(ctx, *floorMode, *floorDir, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "bench -floor-server:", err)
 			os.Exit(1)
 		}
@@ -220,7 +227,16 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		}
 		wr = &wrkRun{bin: bin, script: script, threads: o.wrkThreads, conns: o.conns, warmup: o.warmup, duration: o.duration}
 		say("floor: the trivial handler as a separate process, driven by wrk -t%d -c%d", o.wrkThreads, o.conns)
-		floor.wrk, floor.wrkErr = wrkFloor(ctx, wr)
+		floor.wrk, floor.wrkErr = wrkFloor(ctx, wr, floorTrivial, "")
+		for _, d := range durableFloors {
+			if !o.durableFloors || floor.wrkErr != nil || ctx.Err() != nil {
+				break
+			}
+			say("floor: %s, as a separate process, driven by wrk", d.name)
+			r := durableRun{mode: d.mode, name: d.name}
+			r.res, r.err = wrkFloor(ctx, wr, d.mode, tmp)
+			floor.durables = append(floor.durables, r)
+		}
 	}
 
 	tag := time.Now().UTC().Format("20060102t150405")
@@ -244,7 +260,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 }
 
 func driveFloorProcess(ctx context.Context, o options, bodies [][]byte) (loadResult, error) {
-	fp, err := startFloorProcess()
+	fp, err := startFloorProcess(floorTrivial, "")
 	if err != nil {
 		return loadResult{}, err
 	}
@@ -255,9 +271,19 @@ func driveFloorProcess(ctx context.Context, o options, bodies [][]byte) (loadRes
 	return res, err
 }
 
-// wrkFloor drives the trivial handler, as a process of its own, with wrk.
-func wrkFloor(ctx context.Context, wr *wrkRun) (wrkResult, error) {
-	fp, err := startFloorProcess()
+// wrkFloor drives a floor, as a process of its own, with wrk. The durable
+// floors keep their files in a fresh directory under dir, left for the caller
+// to remove at the end: removing them at once starts the file system's discards
+// and journal work during the next run.
+func wrkFloor(ctx context.Context, wr *wrkRun, mode, dir string) (wrkResult, error) {
+	if mode != floorTrivial {
+		d, err := os.MkdirTemp(dir, mode+"-")
+		if err != nil {
+			return wrkResult{}, err
+		}
+		dir = d
+	}
+	fp, err := startFloorProcess(mode, dir)
 	if err != nil {
 		return wrkResult{}, err
 	}

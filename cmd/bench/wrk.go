@@ -259,6 +259,14 @@ func printWrk(w io.Writer, o options, floors floorResults, runs []*serverRun) {
 	t := table{header: []string{"target", "req/s = records/s", "of the trivial handler", "p50", "p99", "non-2xx / socket errors", "CPU wrk / server / irq / other", "server CPU per request", "rows = acked"}}
 	window := o.duration - 400*time.Millisecond
 	t.add("trivial net/http handler, separate process", thousands(int64(f.rate)), "1.00", ms(f.p50), ms(f.p99), wrkErrors(f), cpuCells(f.cpu, window), perRequest(f), "—")
+	for _, d := range floors.durables {
+		if d.err != nil {
+			t.add(d.name, "failed: "+firstLine(d.err), "", "", "", "", "", "", "")
+			continue
+		}
+		t.add(d.name, thousands(int64(d.res.rate)), fmt.Sprintf("%.2f", d.res.rate/f.rate), ms(d.res.p50), ms(d.res.p99),
+			wrkErrors(d.res), cpuCells(d.res.cpu, window), perRequest(d.res), "—")
+	}
 	for _, r := range runs {
 		name := "hookhouse ingest, fsync'd acks (" + r.warehouse + ")"
 		switch {
@@ -289,6 +297,22 @@ func printWrk(w io.Writer, o options, floors floorResults, runs []*serverRun) {
 	fmt.Fprintln(w, "\nwrk counts every answer; rows = acked allows up to one request per connection in flight when each of")
 	fmt.Fprintln(w, "wrk's two runs (warm-up, measured) stops, stored without wrk seeing its 200. CPU: \"wrk\" is the load")
 	fmt.Fprintln(w, "generator's own time; server CPU per request is the target process's CPU over the requests answered.")
+	if len(floors.durables) > 0 {
+		fmt.Fprintln(w, "The durable floors are the trivial handler plus the least a durable ack needs (JSON check, one writer,")
+		fmt.Fprintln(w, "one write(2) + fdatasync per group to a plain file, 200 after it); the next two also append the synced")
+		fmt.Fprintln(w, "bodies once a second to DuckDB: raw in a two-column table, or as rows of hookhouse's shape (each distinct")
+		fmt.Fprintln(w, "body parsed once): ceilings for any durable design on this machine that loads the same.")
+		for _, d := range floors.durables {
+			if d.err != nil || d.res.rate == 0 {
+				continue
+			}
+			for _, r := range runs {
+				if r.startErr == nil && r.wrkErr == nil && r.wrk.took > 0 {
+					fmt.Fprintf(w, "%s: hookhouse reached %.2f of the %s.\n", r.warehouse, r.wrk.rate/d.res.rate, strings.TrimPrefix(d.name, "durable floor: + "))
+				}
+			}
+		}
+	}
 	for _, r := range runs {
 		if r.startErr == nil && r.wrkErr == nil && r.wrk.took > 0 && r.wrkLoad.err == nil {
 			m := r.wrkCommit
@@ -298,6 +322,9 @@ func printWrk(w io.Writer, o options, floors floorResults, runs []*serverRun) {
 		}
 	}
 	noisy := f.cpu.others
+	for _, d := range floors.durables {
+		noisy = max(noisy, d.res.cpu.others)
+	}
 	for _, r := range runs {
 		noisy = max(noisy, r.wrk.cpu.others)
 	}
