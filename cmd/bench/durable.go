@@ -68,7 +68,7 @@ type durableFloor struct {
 	off  int64 // where the next group goes in the ring; the writer's
 	reqs chan *durableReq
 
-	loadDB *sql.DB  // nil: no loading
+	loadDB *sql.DB // nil: no loading
 	rows   *shaper // the rows floor's columns and parsed bodies; nil: raw
 
 	mu      sync.Mutex

@@ -95,7 +95,7 @@ func TestDurableFloors(t *testing.T) {
 			if d.mode == floorRows {
 				seqCol = "_sdc_sequence"
 			}
-			if err := db.QueryRow("SELECT count(*), count(DISTINCT " + seqCol + ") FROM floor").Scan(&rows, &seqs); err != nil {
+			if err := db.QueryRow("SELECT count(*), count(DISTINCT "+seqCol+") FROM floor").Scan(&rows, &seqs); err != nil {
 				t.Fatal(err)
 			}
 			if rows != workers*each || seqs != rows {

@@ -62,8 +62,8 @@ type options struct {
 	goClient      bool
 	fresh         bool
 	durableFloors bool
-	wrk        string
-	wrkThreads int
+	wrk           string
+	wrkThreads    int
 }
 
 // floorResults are the trivial-handler runs.
