@@ -85,9 +85,13 @@ type durableReq struct {
 	done chan error
 }
 
-// startDurableFloor serves a durable floor on a free loopback port, with its log
-// (and its DuckDB file, when load is set) in dir.
+// startDurableFloor serves the durable floor mode (floorDurable, floorLoading
+// or floorRows) on a free loopback port, with its log (and its DuckDB file,
+// when it loads) in dir.
 func startDurableFloor(dir, mode string) (*durableFloor, error) {
+	if mode != floorDurable && mode != floorLoading && mode != floorRows {
+		return nil, fmt.Errorf("durable floor: unknown mode %q", mode)
+	}
 	load := mode != floorDurable
 	file, err := openRing(filepath.Join(dir, "floor.log"))
 	if err != nil {
@@ -95,8 +99,8 @@ func startDurableFloor(dir, mode string) (*durableFloor, error) {
 	}
 	f := &durableFloor{file: file, reqs: make(chan *durableReq, 1024), stop: make(chan struct{})}
 	if load {
-		// The same DuckDB settings as hookhouse's own file (memory, threads,
-		// checkpoint threshold, allocator).
+		// hookhouse's DuckDB settings (checkpoint threshold, threads,
+		// allocator), with the benchmarks' memory cap.
 		db, err := sql.Open("duckdb", duckdb.DSN(filepath.Join(dir, "floor.duckdb")))
 		if err == nil && mode == floorLoading {
 			_, err = db.Exec("CREATE TABLE IF NOT EXISTS floor (seq BIGINT, body VARCHAR)")
